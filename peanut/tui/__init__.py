@@ -1,0 +1,1 @@
+"""peanut's Textual TUI: drive one task by hand and watch what it does."""
