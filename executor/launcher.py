@@ -31,6 +31,9 @@ from executor.command import TaskCommand
 
 log = logging.getLogger("executor")
 
+# Called with the stream's name ("stdout" or "stderr") and one line of output.
+LineCallback = Callable[[str, str], None]
+
 MIB = 1 << 20
 TRUNCATED = "[truncated]"
 # Pipe readers give up this long after the leader exited: a grandchild that
@@ -121,10 +124,12 @@ def _group_members(pgid: int) -> list[int]:
 
 
 class _Output:
-    """Where one output stream goes: log file, the `executor` logger, a capture, a tail."""
+    """Where one output stream goes: log file, the `executor` logger, a capture, a tail,
+    a line callback."""
 
     def __init__(self, name: str, pid: int, log_fd: int | None, forward: bool,
-                 capture_limit: int | None, tail: deque[str] | None) -> None:
+                 capture_limit: int | None, tail: deque[str] | None,
+                 on_line: LineCallback | None) -> None:
         self.name = name
         self.pid = pid
         self.log_fd = log_fd
@@ -133,11 +138,12 @@ class _Output:
         self.capture_limit = capture_limit or 0
         self.truncated = False
         self.tail = tail
+        self.on_line = on_line
         self._partial = b""
 
     @property
     def wants_lines(self) -> bool:
-        return self.forward or self.tail is not None
+        return self.forward or self.tail is not None or self.on_line is not None
 
     def feed(self, chunk: bytes) -> None:
         if self.log_fd is not None:
@@ -182,6 +188,8 @@ class _Output:
             log.info("task %d %s: %s", self.pid, self.name, text)
         if self.tail is not None:
             self.tail.append(text)
+        if self.on_line is not None:
+            self.on_line(self.name, text)
 
     def captured(self) -> str | None:
         if self.capture is None:
@@ -321,7 +329,8 @@ class TaskProcess:
 
 async def launch(command: TaskCommand, *, log_path: Path | None = None,
                  extra_env: Mapping[str, str] | None = None, capture: bool = False,
-                 capture_limit: int = MIB, tail_lines: int = 0) -> TaskProcess:
+                 capture_limit: int = MIB, tail_lines: int = 0,
+                 on_line: LineCallback | None = None) -> TaskProcess:
     """Start `command` in a new session (own process group), as its user if one is set.
 
     Environment: ours, then the command's env entries, then `extra_env`.
@@ -329,7 +338,8 @@ async def launch(command: TaskCommand, *, log_path: Path | None = None,
     discarded, and forwarded line by line to the `executor` logger where the
     command's stdout/stderr mode is not "none". `capture` keeps each stream
     (up to `capture_limit` bytes, see .stdout/.stderr); `tail_lines` keeps the
-    last lines of both for diagnostics (see .tail()).
+    last lines of both for diagnostics (see .tail()); `on_line` receives every
+    line of both, on the event loop (keep it cheap).
     """
     argv = command.argv()
     credentials = _credentials(command)
@@ -344,7 +354,8 @@ async def launch(command: TaskCommand, *, log_path: Path | None = None,
                               f"{error.strerror}") from None
 
     modes = {"stdout": command.stdout, "stderr": command.stderr}
-    piped = {name: mode.forwards or capture or tail is not None for name, mode in modes.items()}
+    wants_lines = capture or tail is not None or on_line is not None
+    piped = {name: mode.forwards or wants_lines for name, mode in modes.items()}
 
     def target(name: str) -> int:
         if piped[name]:
@@ -374,7 +385,7 @@ async def launch(command: TaskCommand, *, log_path: Path | None = None,
         if stream is None:
             continue
         output = _Output(name, proc.pid, log_fd, modes[name].forwards,
-                         capture_limit if capture else None, tail)
+                         capture_limit if capture else None, tail, on_line)
         outputs[name] = output
         readers.append(asyncio.ensure_future(_pump(stream, output)))
     if not readers:

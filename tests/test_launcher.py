@@ -235,6 +235,17 @@ async def test_tail_keeps_the_last_lines(started: list[TaskProcess]) -> None:
     assert process.tail() == ["48", "49", "50"]
 
 
+async def test_every_line_reaches_the_line_callback(started: list[TaskProcess], tmp_path: Path) -> None:
+    lines: list[tuple[str, str]] = []
+    process = await launch(TaskCommand("echo one; echo two >&2; printf three", shell=True),
+                           log_path=tmp_path / "task.log", on_line=lambda *line: lines.append(line))
+    started.append(process)
+    assert await process.wait() == 0
+    assert sorted(lines) == [("stderr", "two"), ("stdout", "one"), ("stdout", "three")]
+    logged = (tmp_path / "task.log").read_text()
+    assert all(word in logged for word in ("one", "two", "three"))
+
+
 def test_command_json_round_trip() -> None:
     body = {"env": ["A=1", "B=x=y"], "shell": True, "value": "dev", "user": "flp",
             "arguments": ["--a", "b"], "stdout": "all", "stderr": "stdout", "controlPort": 30001,

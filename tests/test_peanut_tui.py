@@ -18,6 +18,7 @@ from peanut.tui.components.log_pane import LogPane
 from peanut.tui.components.path_prompt import PathPrompt
 from peanut.tui.components.status_bar import StatusBar
 from tests.conftest import free_port
+from themes import DEFAULT_THEME
 
 DUMMY = "occlib.examples.dummy"
 FAIRMQ = "occlib.examples.fairmq"
@@ -67,6 +68,7 @@ async def test_keys_drive_the_dummy_through_every_state(spawn) -> None:
         await until(pilot, lambda: status(app).link is LinkState.CONNECTED, "CONNECTED")
         await until(pilot, lambda: status(app).state == "STANDBY", "STANDBY")
         assert status(app).pid == dummy.proc.pid
+        assert app.theme == DEFAULT_THEME
         log = app.query_one(LogPane)
         await pilot.press("n")  # reconnect: a new channel, the streams followed again
         await until(pilot, lambda: sum("connected to" in line for line in log.history) == 2

@@ -24,6 +24,7 @@ from peanut.tui.driver import SessionDriver
 from peanut.tui.launched import LaunchedTask
 from peanut.tui.messages import (BusyChanged, ConfigChanged, LinkChanged, LogLine,
                                  StatusChanged, TransitionRequested)
+from themes import use_themes
 
 _LINK_STYLES = {"CONNECTED": "green", "CONNECTING": "yellow"}
 
@@ -55,6 +56,7 @@ class PeanutApp(App[None]):
         yield Footer()
 
     async def on_mount(self) -> None:
+        use_themes(self)
         if self.launched is not None:
             await self.launched.start()
         if self._initial_config is not None:
