@@ -1,0 +1,1 @@
+"""The workflow template language: expr-lang expressions in `{{ }}` tags, on Jinja2."""
