@@ -1,18 +1,21 @@
 """The `nutshell` command.
 
-The operator console arrives with the engine; until then `nutshell` opens
-peanut on a dummy controlled process that it launches itself, so a fresh
-checkout has something real to drive with one command.
+`nutshell` alone opens peanut on a dummy controlled process that it launches
+itself, until the operator console arrives with the engine's environments.
+`nutshell template …` and `nutshell repo …` are the headless commands, with
+coconut's names.
 """
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import socket
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Sequence
 
-from peanut.cli import main as peanut_main
+from console import headless
 
 
 def _version() -> str:
@@ -28,18 +31,39 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="nutshell",
-        description="Open peanut on a freshly launched dummy controlled process "
-                    "(occlib.examples.dummy); quitting stops the process.")
-    parser.add_argument("--version", action="version", version=f"nutshell {_version()}")
-    parser.add_argument("--port", type=int, default=0,
-                        help="control port for the dummy process (default: a free one)")
-    options = parser.parse_args(sys.argv[1:] if argv is None else argv)
+def _demo(options: argparse.Namespace) -> int:
+    from peanut.cli import main as peanut_main  # Textual loads only for the TUI
+
     port = options.port or _free_port()
     return peanut_main(["-mode", "direct", "-addr", f"127.0.0.1:{port}",
                         "--", sys.executable, "-m", "occlib.examples.dummy", "--o2-role", "demo"])
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="nutshell",
+        description="nutshell experiment control. Without a command: peanut on a freshly "
+                    "launched dummy controlled process (quitting stops it).")
+    top.add_argument("--version", action="version", version=f"nutshell {_version()}")
+    top.add_argument("--port", type=int, default=0,
+                     help="control port of the demo's dummy process (default: a free one)")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND")
+    headless.add_commands(commands)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if options.command is None:
+        return _demo(options)
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
+                        format="%(levelname)s: %(message)s")
+    try:
+        return headless.run(options)
+    except BrokenPipeError:
+        # `nutshell … | head`: the reader left; stop quietly as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

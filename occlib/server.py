@@ -129,21 +129,23 @@ def serve_with(controlled: Controllable, options: ControlOptions) -> int:
     """serve() for a program that resolved its control options itself."""
     _configure_logging(options.role)
     controlled.role = options.role
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl+C must reach us even if whoever started us ignored SIGINT.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    server: OccServer | None = None
     try:
         server = OccServer(controlled, options.control_port, options.control_host)
+        server.start()
+        while not server.wait_done(timeout=0.5):
+            pass
     except PortBusy as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    server.start()
-    if threading.current_thread() is threading.main_thread():
-        # Ctrl+C must reach us even while the main thread waits.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        while not server.wait_done(timeout=0.5):
-            pass
     except KeyboardInterrupt:
-        log.info("interrupted in state %s", server.runtime.state.value)
-        server.stop(grace=0)
+        # Anywhere from binding to serving: a clean stop, never a traceback.
+        if server is not None:
+            log.info("interrupted in state %s", server.runtime.state.value)
+            server.stop(grace=0)
         return 130
     server.stop()
     log.info("done")

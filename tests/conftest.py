@@ -138,3 +138,72 @@ def spawn(tmp_path: Path) -> Iterator:
     yield start
     for proc in started:
         proc.stop()
+
+
+# ---------------------------------------------------------------- template repositories
+
+CORPUS = ROOT.parent / "shared" / "corpus" / "controlworkflows"
+
+
+def make_template_repo(path: Path, files: dict[str, str] | None = None, *,
+                       corpus: bool = True, branch: str = "master") -> Path:
+    """A git repository at `path` with one commit on `branch`: the ControlWorkflows corpus
+    (workflows/ and tasks/, copied now, never kept in the project) plus `files`
+    (relative path → text). Returns the path."""
+    import shutil
+
+    path.mkdir(parents=True, exist_ok=True)
+    if corpus:
+        for folder in ("workflows", "tasks"):
+            shutil.copytree(CORPUS / folder, path / folder, dirs_exist_ok=True)
+            for copied in (path / folder).iterdir():
+                copied.chmod(0o644)
+    for relative, text in (files or {}).items():
+        target = path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    git = ["git", "-C", str(path), "-c", "user.name=Test", "-c", "user.email=test@example.org"]
+    subprocess.run(["git", "init", "-q", "-b", branch, str(path)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "templates", "--allow-empty"], check=True)
+    return path
+
+
+@pytest.fixture
+def corpus_repo(tmp_path: Path) -> Path:
+    """A git repository (tmp dir) holding the corpus workflows and task templates."""
+    return make_template_repo(tmp_path / "controlworkflows")
+
+
+@pytest.fixture
+def template_loader(tmp_path: Path):
+    """make(files, corpus=False, configuration="", o2_profile=None, name="") -> (loader, repo):
+    a template repository (tmp dir, one commit on master, added as the default repository)
+    and a WorkflowLoader on a fresh working directory whose configuration.yaml is
+    `configuration`. Call it again for another repository in the same working directory."""
+    from engine.workdir import WorkingDirectory
+    from engine.workflow.loader import WorkflowLoader
+
+    made: list = []
+    count = [0]
+
+    def make(files: dict[str, str] | None = None, *, corpus: bool = False,
+             configuration: str = "", o2_profile: Path | None = None, name: str = ""):
+        workdir = WorkingDirectory.from_environment(
+            {"NUTSHELL_HOME": str(tmp_path / "home")}).ensure()
+        if configuration:
+            workdir.configuration_file.write_text(configuration)
+        count[0] += 1
+        repo = make_template_repo(tmp_path / (name or f"templates-{count[0]}"), files,
+                                  corpus=corpus)
+        if made:
+            loader = made[0]
+        else:
+            loader = WorkflowLoader(workdir, o2_profile=o2_profile)
+            made.append(loader)
+        repo_id = loader.repos.add(str(repo), "master").repo
+        return loader, repo_id
+
+    yield make
+    for loader in made:
+        loader.close()

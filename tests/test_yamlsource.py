@@ -8,9 +8,7 @@ import pytest
 from engine.templates.yamlsource import (Public, TemplateYAMLError, load_yaml, plain, var_specs,
                                          variables)
 from engine.workdir import WorkingDirectory
-from tests.conftest import ROOT
-
-CORPUS = ROOT.parent / "shared" / "corpus" / "controlworkflows"
+from tests.conftest import CORPUS
 
 DOC = """
 name: !public demo
