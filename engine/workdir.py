@@ -62,3 +62,8 @@ class WorkingDirectory:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def dumps(self) -> Path:
+        """Where templates' util.Dump may write, and nowhere else."""
+        return self.root / "dumps"

@@ -239,11 +239,18 @@ def test_suffix_in_range_returns_true_or_false_text(
                  it=host) is (expected == "true")
 
 
-def test_nullable_and_dump(library: FunctionLibrary, tmp_path: Path) -> None:
+def test_nullable_and_dump(config: EmbeddedConfiguration, tmp_path: Path,
+                           caplog: pytest.LogCaptureFixture) -> None:
+    library = FunctionLibrary(config, dump_dir=tmp_path / "dumps")
     assert run(library, "[{{ util.Nullable(x) }}|{{ Nullable(y) }}]", x=None, y="v") == "[|v]"
-    target = tmp_path / "dump.txt"
-    assert run(library, "{{ util.Dump(v, path) }}", v="payload", path=str(target)) == "payload"
-    assert target.read_text() == "payload"
+    assert run(library, "{{ util.Dump(v, path) }}", v="payload", path="env/dump.txt") == "payload"
+    assert (tmp_path / "dumps" / "env" / "dump.txt").read_text() == "payload"
+    # a template may not write outside the dump folder
+    outside = tmp_path / "outside.txt"
+    for path in (str(outside), "../outside.txt"):
+        assert run(library, "{{ Dump(v, path) }}", v="x", path=path) == "x"
+    assert not outside.exists()
+    assert "is outside" in caplog.text
 
 
 # --- inventory ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 import zlib
+from pathlib import Path
 from typing import Any, Mapping, Protocol
 
 from jinja2 import FunctionLoader, TemplateError as JinjaTemplateError, TemplateNotFound
@@ -281,10 +282,11 @@ class OdcPlaceholder(Namespace):
 class UtilNamespace(Namespace):
     """util.*: PrefixedOverride reads the stack; the rest are plain helpers."""
 
-    __slots__ = ("_stack",)
+    __slots__ = ("_stack", "_dump_dir")
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, dump_dir: Path | None = None) -> None:
         self._stack = stack
+        self._dump_dir = dump_dir
 
     def PrefixedOverride(self, varname: Any, prefix: Any) -> str:  # noqa: N802
         """`<prefix>_<varname>` if set and not none/blank, else `<varname>` likewise, else ""."""
@@ -296,11 +298,24 @@ class UtilNamespace(Namespace):
         return ""
 
     def Dump(self, value: Any, path: Any) -> str:  # noqa: N802
-        """Write value to a file (a debugging aid); returns value."""
+        """Write value to a file (a debugging aid); returns value.
+
+        AliECS writes anywhere; a template must not be able to overwrite the
+        engine's files, so nutshell confines dumps to the working directory's
+        dumps/ folder (a relative path inside it) and refuses anything else.
+        """
         text = _text(value, "util.Dump", "value")
+        name = _text(path, "util.Dump", "path")
+        if self._dump_dir is None:
+            log.warning("util.Dump: no dump folder here; %s not written", name)
+            return text
+        target = (self._dump_dir / name).resolve()
+        if not target.is_relative_to(self._dump_dir.resolve()):
+            log.warning("util.Dump: %s is outside %s; not written", name, self._dump_dir)
+            return text
         try:
-            with open(_text(path, "util.Dump", "path"), "w", encoding="utf-8") as file:
-                file.write(text)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
         except OSError as error:
             log.warning("util.Dump: could not dump variable to file: %s", error)
         return text
@@ -481,9 +496,11 @@ class FunctionLibrary:
     """
 
     def __init__(self, config: ConfigurationService, dpl: DplGenerator | None = None,
-                 plugin_objects: Mapping[str, Any] | None = None) -> None:
+                 plugin_objects: Mapping[str, Any] | None = None,
+                 dump_dir: Path | None = None) -> None:
         self.config = config
         self.dpl = dpl
+        self.dump_dir = dump_dir
         self.strings = StringsNamespace()
         self.json = JsonNamespace()
         self.uid = UidNamespace()
@@ -498,7 +515,7 @@ class FunctionLibrary:
         self._payload_template = functools.lru_cache(maxsize=256)(self._payloads.from_string)
         self.legacy_renderer = Renderer(self.namespaces)
         legacy = StackFreeDeprecatedNames(self)
-        plain_util = UtilNamespace({})
+        plain_util = UtilNamespace({}, dump_dir)
         self._static: dict[str, Any] = {
             "strings": self.strings, "json": self.json, "uid": self.uid,
             "inventory": self.inventory, "runtime": self.runtime, "odc": OdcPlaceholder(),
@@ -522,7 +539,7 @@ class FunctionLibrary:
     def namespaces(self, stack: Stack) -> dict[str, Any]:
         """The names templates see besides the variables, bound to this stack."""
         names = self._static.copy()
-        util = UtilNamespace(stack)
+        util = UtilNamespace(stack, self.dump_dir)
         config = ConfigNamespace(self, stack)
         dpl = DplNamespace(self.dpl, stack)
         deprecated = DeprecatedNames(self, config, dpl)
@@ -560,7 +577,7 @@ class FunctionLibrary:
             "strings", "json", "uid", "Atoi", "Itoa", "TrimQuotes", "TrimSpace", "ToUpper",
             "ToLower", "IsTruthy", "IsFalsy", "FromJson", "ToJson", "NewID", "Dump", "Nullable",
             "SuffixInRange")}
-        util = UtilNamespace(stack)
+        util = UtilNamespace(stack, self.dump_dir)
         names["util"] = util
         names["PrefixedOverride"] = util.PrefixedOverride
         return names

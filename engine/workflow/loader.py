@@ -44,7 +44,8 @@ class WorkflowLoader:
         self.config = config
         extra = {} if o2_profile is None else {"profile": o2_profile}
         self.dpl = JitGenerator(self.repos, workdir.jit, self.config, **extra)
-        self.library = FunctionLibrary(self.config, dpl=self.dpl, plugin_objects=plugin_objects)
+        self.library = FunctionLibrary(self.config, dpl=self.dpl, plugin_objects=plugin_objects,
+                                       dump_dir=workdir.dumps)
         self.renderer = Renderer(self.library.namespaces)
 
     def load(self, reference: str, user_vars: Mapping[str, Any] | None = None, *,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
 
+from engine.task import channels as task_channels
 from engine.task.channels import Channel, InboundChannel, OutboundChannel
 from engine.task.taskclass import Constraint, TaskClass
 
@@ -81,10 +82,7 @@ def merge_channels(parent: Sequence[ChannelT], own: Sequence[ChannelT]) -> tuple
     """Channels a role inherits: its own replace its ancestors' of the same name."""
     if not parent:
         return tuple(own)
-    if not own:
-        return tuple(parent)
-    mine = {c.name for c in own}
-    return tuple(c for c in parent if c.name not in mine) + tuple(own)
+    return tuple(task_channels.merge_channels(own, parent))
 
 
 @dataclass(frozen=True)
