@@ -207,3 +207,16 @@ def template_loader(tmp_path: Path):
     yield make
     for loader in made:
         loader.close()
+
+
+@pytest.fixture
+def renderer(tmp_path: Path):
+    """A Renderer on the full function library over an empty embedded configuration."""
+    from engine.config.embedded import EmbeddedConfiguration
+    from engine.templates.functions import FunctionLibrary
+    from engine.templates.render import Renderer
+    from engine.workdir import WorkingDirectory
+
+    config = EmbeddedConfiguration(WorkingDirectory(tmp_path), hostname="localhost")
+    yield Renderer(FunctionLibrary(config).namespaces)
+    config.close()

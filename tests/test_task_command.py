@@ -1,57 +1,22 @@
 """Per-task commands built from the real corpus task templates with the real renderer."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from engine.config.embedded import EmbeddedConfiguration
 from engine.task.command import TaskSpecials, build_task_command, render_stable, task_stack
 from engine.task.errors import TaskBuildError
 from engine.task.taskclass import TaskClass
-from engine.templates.functions import FunctionLibrary
 from engine.templates.render import Renderer, TemplateError, Where
-from engine.workdir import WorkingDirectory
 from executor.command import OutputMode, TaskCommand
 from executor.controlmode import ControlMode
 from executor.plumbing import control_plumbing
 from tests.conftest import CORPUS
+from tests.task_templates import COMMIT, REPO, corpus, inline
 
 CORPUS_TASKS = CORPUS / "tasks"
-REPO = "github.com/AliceO2Group/ControlWorkflows"
-COMMIT = "25da17f8e6f5287b0ba002189419c88cbc230aaf"
 ENV_ID = "2oEqCZXrnFG"
 HOST_ROLE = "readout-dataflow.host-flp001"
-
-
-@dataclass(frozen=True)
-class File:
-    repo: str
-    commit: str
-    path: str
-    text: str
-
-    @property
-    def origin(self) -> str:
-        return f"{self.repo}/{self.path}@{self.commit}"
-
-
-@pytest.fixture
-def renderer(tmp_path: Path) -> Iterator[Renderer]:
-    config = EmbeddedConfiguration(WorkingDirectory(tmp_path), hostname="localhost")
-    yield Renderer(FunctionLibrary(config).namespaces)
-    config.close()
-
-
-def corpus(name: str) -> TaskClass:
-    return TaskClass.from_template(File(REPO, COMMIT, f"tasks/{name}.yaml",
-                                        (CORPUS_TASKS / f"{name}.yaml").read_text()))
-
-
-def inline(name: str, text: str) -> TaskClass:
-    return TaskClass.from_template(File("repo", "c0ffee", f"tasks/{name}.yaml", text))
 
 
 def role_stack(**overrides: str) -> dict[str, str]:

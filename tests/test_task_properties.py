@@ -2,13 +2,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from engine.config.embedded import EmbeddedConfiguration
 from engine.task.channels import (BindMap, ChannelType, Endpoint, InboundChannel, OutboundChannel,
                                   Transport, local_bind_map, parse_bind_list, parse_connect_list,
                                   render_channel)
@@ -16,45 +12,14 @@ from engine.task.command import TaskSpecials
 from engine.task.errors import TaskBuildError
 from engine.task.properties import build_property_map, property_stack
 from engine.task.taskclass import TaskClass
-from engine.templates.functions import FunctionLibrary
 from engine.templates.render import Renderer, TemplateError, Where
 from engine.templates.yamlsource import load_yaml
-from engine.workdir import WorkingDirectory
 from occlib.arguments import parse_arguments
 from tests.conftest import CORPUS
+from tests.task_templates import REPO, corpus, inline
 
-REPO = "github.com/AliceO2Group/ControlWorkflows"
-COMMIT = "25da17f8e6f5287b0ba002189419c88cbc230aaf"
 ENV_ID = "2oEqCZXrnFG"
 HOST = "readout-dataflow.host-flp001"
-
-
-@dataclass(frozen=True)
-class File:
-    repo: str
-    commit: str
-    path: str
-    text: str
-
-    @property
-    def origin(self) -> str:
-        return f"{self.repo}/{self.path}@{self.commit}"
-
-
-@pytest.fixture
-def renderer(tmp_path: Path) -> Iterator[Renderer]:
-    config = EmbeddedConfiguration(WorkingDirectory(tmp_path), hostname="localhost")
-    yield Renderer(FunctionLibrary(config).namespaces)
-    config.close()
-
-
-def corpus(name: str) -> TaskClass:
-    return TaskClass.from_template(File(REPO, COMMIT, f"tasks/{name}.yaml",
-                                        (CORPUS / "tasks" / f"{name}.yaml").read_text()))
-
-
-def inline(name: str, text: str) -> TaskClass:
-    return TaskClass.from_template(File("repo", "c0ffee", f"tasks/{name}.yaml", text))
 
 
 def specials(task_class: TaskClass, role: str, task_id: str = "T1") -> TaskSpecials:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -14,33 +12,14 @@ from engine.task.taskclass import (Constraint, Limits, PortRange, TaskClass, Tas
                                    parse_port_ranges)
 from executor.controlmode import ControlMode
 from tests.conftest import CORPUS
+from engine.repos import TemplateFile
+from tests.task_templates import COMMIT, REPO, corpus, inline, template_file
 
 CORPUS_TASKS = CORPUS / "tasks"
-REPO = "github.com/AliceO2Group/ControlWorkflows"
-COMMIT = "25da17f8e6f5287b0ba002189419c88cbc230aaf"
-
-
-@dataclass(frozen=True)
-class File:
-    """What engine.repos hands over: a template's text at a commit."""
-
-    repo: str
-    commit: str
-    path: str
-    text: str
-
-    @property
-    def origin(self) -> str:
-        return f"{self.repo}/{self.path}@{self.commit}"
-
-
-def corpus(name: str) -> TaskClass:
-    return TaskClass.from_template(File(REPO, COMMIT, f"tasks/{name}.yaml",
-                                        (CORPUS_TASKS / f"{name}.yaml").read_text()))
 
 
 def load(text: str, name: str = "t") -> TaskClass:
-    return TaskClass.from_template(File("repo", "c0ffee", f"tasks/{name}.yaml", text))
+    return inline(name, text)
 
 
 MINIMAL = """\
@@ -216,10 +195,10 @@ def test_cache_reads_each_template_once_and_is_shared_by_threads() -> None:
     reads: list[str] = []
     lock = threading.Lock()
 
-    def read() -> File:
+    def read() -> TemplateFile:
         with lock:
             reads.append("readout")
-        return File(REPO, COMMIT, "tasks/readout.yaml", (CORPUS_TASKS / "readout.yaml").read_text())
+        return template_file(REPO, COMMIT, "tasks/readout.yaml", (CORPUS_TASKS / "readout.yaml").read_text())
 
     cache = TaskClassCache()
     first = cache.get(REPO, COMMIT, "tasks/readout.yaml", read)

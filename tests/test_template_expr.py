@@ -2,7 +2,6 @@
 operator once evaluated, syntax errors with their position, and the whole corpus."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterator
 
 import jinja2
