@@ -1,0 +1,1 @@
+"""Environments (AliECS core/environment): the state machine and the transition pipeline."""

@@ -1,0 +1,1 @@
+"""One module per integration plugin, named as the plugin, each with `PLUGIN = <class>`."""
