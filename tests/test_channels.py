@@ -142,7 +142,7 @@ def test_local_bind_map_allocates_and_publishes_global_aliases() -> None:
     local = local_bind_map(channels, lambda channel: 31000)
     assert local["data"] == Endpoint.tcp(31000)
     assert local["shm"].addressing is Addressing.IPC
-    assert local["shm"].path.startswith("/tmp/o2ipc-")
+    assert local["shm"].path.startswith("@o2ipc-")
     assert local["shm"].transport is Transport.SHMEM
     assert local["::readout-proxy-flp001"] is local["shm"]
     assert local["fixed"].address == "tcp://*:6000"

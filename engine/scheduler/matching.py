@@ -23,7 +23,6 @@ and every refusal says which resource or constraint was short, on which agent.
 """
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -31,17 +30,11 @@ from engine.scheduler.constraints import explain_unmet, unmet_constraint
 from engine.scheduler.offers import (CONTROL_PORT_FLOOR, DATA_PORT_FLOOR, MACHINE_ID, MatchResult,
                                      Offer, Placement, TaskDescriptor, Unplaced, format_amount,
                                      format_ranges)
-from engine.task.channels import GLOBAL_PREFIX, Addressing, Endpoint
+from engine.task.channels import GLOBAL_PREFIX, Addressing, Endpoint, new_ipc_id
 from engine.task.errors import ChannelError
 
 EPSILON = 1e-9
 REASONS_SHOWN = 4
-IPC_NAME_FORMAT = "@o2ipc-{}"
-
-
-def new_ipc_id() -> str:
-    """A unique id for an IPC name, like AliECS's xid: short, no separators."""
-    return uuid.uuid4().hex[:20]
 
 
 @dataclass
@@ -142,8 +135,7 @@ def _place(descriptor: TaskDescriptor, slot: _Slot, fit: _Fit,
                 channel.target, channel.transport,
                 f"role {descriptor.role_path}: bind channel {channel.name} target")
         elif channel.addressing is Addressing.IPC:
-            endpoints[channel.name] = Endpoint.ipc(IPC_NAME_FORMAT.format(new_id()),
-                                                   channel.transport)
+            endpoints[channel.name] = Endpoint.new_ipc(channel.transport, new_id())
         else:
             endpoints[channel.name] = Endpoint.tcp(next(tcp_ports), channel.transport)
     aliases = {GLOBAL_PREFIX + c.global_alias: endpoints[c.name]

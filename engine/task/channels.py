@@ -23,11 +23,17 @@ log = logging.getLogger("engine.task")
 
 TARGET_SEPARATOR = ":"
 GLOBAL_PREFIX = "::"
-IPC_PATH_FORMAT = "/tmp/o2ipc-{}"
+# AliECS names IPC endpoints in the abstract socket namespace: ipc://@o2ipc-<id> (§7.2).
+IPC_NAME_FORMAT = "@o2ipc-{}"
 DEFAULT_BUF_SIZE = 1000
 DEFAULT_RATE_LOGGING = "0"
 _EXPLICIT_SCHEMES = ("tcp://", "ipc://")
 _INT = re.compile(r"[+-]?\d+")
+
+
+def new_ipc_id() -> str:
+    """A unique id for an IPC name, like AliECS's xid: short, no separators."""
+    return uuid.uuid4().hex[:20]
 
 
 class _LowerEnum(str, Enum):
@@ -265,9 +271,9 @@ class Endpoint:
         return cls(Addressing.IPC, transport, path=path.removeprefix("ipc://"))
 
     @classmethod
-    def new_ipc(cls, transport: Transport = Transport.DEFAULT) -> "Endpoint":
-        """A fresh IPC endpoint, named like AliECS's `/tmp/o2ipc-<id>`."""
-        return cls.ipc(IPC_PATH_FORMAT.format(uuid.uuid4().hex[:20]), transport)
+    def new_ipc(cls, transport: Transport = Transport.DEFAULT, ipc_id: str = "") -> "Endpoint":
+        """A fresh IPC endpoint, named like AliECS's `ipc://@o2ipc-<id>`."""
+        return cls.ipc(IPC_NAME_FORMAT.format(ipc_id or new_ipc_id()), transport)
 
     @classmethod
     def parse(cls, address: str, transport: Transport = Transport.DEFAULT,
