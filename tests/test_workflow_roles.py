@@ -9,10 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from engine.gosyntax import is_go_duration
 from engine.task.taskclass import Constraint
-from engine.workflow import (AggregatorRole, CallRole, IncludeRole, IteratorInfo, RoleKind,
-                             TaskRole, Trigger, WorkflowError)
-from engine.workflow.roles import is_go_duration, merge_constraints, parse_yaml_bool
+from engine.workflow import (
+    AggregatorRole,
+    CallRole,
+    IncludeRole,
+    IteratorInfo,
+    RoleKind,
+    TaskRole,
+    Trigger,
+    WorkflowError,
+)
+from engine.workflow.roles import merge_constraints, parse_yaml_bool
 from engine.workflow.wiring import link_channels
 from tests.conftest import make_template_repo
 

@@ -30,17 +30,35 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.config.service import ConfigurationError, ConfigurationService
+from engine.gosyntax import is_go_duration
 from engine.repos import RepoError
 from engine.task.channels import parse_bind_list, parse_connect_list
 from engine.task.errors import ChannelError, TaskClassError
 from engine.task.taskclass import Constraint
 from engine.templates.render import Renderer, TemplateError, Where, go_string
-from engine.workflow.roles import (PATH_SEPARATOR, AggregatorRole, CallRole, IncludeRole,
-                                   IteratorInfo, Role, RoleKind, RoleNode, TaskRole, Trigger,
-                                   Workflow, WorkflowError, is_go_duration, merge_channels,
-                                   merge_constraints)
-from engine.workflow.sources import (JitFile, PinnedCache, RepoReader, TemplateReader,
-                                     file_stem)
+from engine.workflow.roles import (
+    PATH_SEPARATOR,
+    AggregatorRole,
+    CallRole,
+    IncludeRole,
+    IteratorInfo,
+    Role,
+    RoleKind,
+    RoleNode,
+    TaskRole,
+    Trigger,
+    Workflow,
+    WorkflowError,
+    merge_channels,
+    merge_constraints,
+)
+from engine.workflow.sources import (
+    JitFile,
+    PinnedCache,
+    RepoReader,
+    TemplateReader,
+    file_stem,
+)
 from engine.workflow.spec import RoleSpec, SpecCache, WorkflowSpec
 
 log = logging.getLogger("engine.workflow")

@@ -228,15 +228,6 @@ class CallRole(Role):
         return out
 
 
-GO_DURATION = re.compile(r"^(?:0|[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h)"
-                         r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))*)$")
-
-
-def is_go_duration(text: str) -> bool:
-    """Whether Go's time.ParseDuration accepts text (`1s`, `1m30s`, `310s`, `0`)."""
-    return bool(GO_DURATION.match(text.strip()))
-
-
 _BOOLS = {"true": True, "yes": True, "on": True, "y": True,
           "false": False, "no": False, "off": False, "n": False}
 
