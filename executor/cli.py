@@ -4,8 +4,10 @@
 TaskInfo), launches the task, drives it through the given OCC events, and
 prints every message the executor would send to the core, one JSON object per
 line. Then it takes the task down (walk to DONE, then signals), unless
-`--hold` keeps it until SIGINT or SIGTERM. The connection to an engine (local
-agents, Mesos) is added by the engine's scheduler backends.
+`--hold` keeps it until SIGINT or SIGTERM.
+
+`agent` serves one local agent: the engine launches and drives tasks over its
+Agent gRPC service (executor/agent_server.py).
 """
 from __future__ import annotations
 
@@ -69,6 +71,19 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--hold", action="store_true",
                      help="keep the task until SIGINT or SIGTERM instead of taking it down")
     run.add_argument("--verbose", action="store_true", help="log the executor's work on stderr")
+    agent = commands.add_parser("agent", help="serve one local agent's tasks to the engine",
+                                description="Serve the Agent service for the tasks of one local "
+                                            "agent until SIGTERM; then take them down.")
+    agent.add_argument("--name", required=True, help="the agent's name (e.g. flp001)")
+    agent.add_argument("--listen", required=True, metavar="ADDRESS",
+                       help="unix:PATH (socket made 0600) or 127.0.0.1:PORT (0: any free port)")
+    agent.add_argument("--secret-file", required=True, type=Path, metavar="FILE",
+                       help="the installation's secret (mode 0600); every call must carry it")
+    agent.add_argument("--info-file", required=True, type=Path, metavar="FILE",
+                       help="where to write name, pid and address for an engine to find this executor")
+    agent.add_argument("--log-dir", type=Path, metavar="DIR",
+                       help="task logs go to DIR/<task id>.log unless a launch names a file")
+    agent.add_argument("--verbose", action="store_true", help="log the executor's work on stderr")
     return top
 
 
@@ -157,11 +172,26 @@ async def run_task(options: argparse.Namespace, out: TextIO = sys.stdout) -> int
     return 0 if ok else EXIT_FAILED
 
 
+async def serve_agent(options: argparse.Namespace) -> int:
+    from executor.agent_server import AgentOptions, SecretError, check_listen, serve
+
+    try:
+        check_listen(options.listen)
+        await serve(AgentOptions(name=options.name, listen=options.listen,
+                                 secret_file=options.secret_file, info_file=options.info_file,
+                                 log_dir=options.log_dir))
+    except (SecretError, ValueError, OSError) as error:
+        raise UsageError(str(error)) from None
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = parser().parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO if options.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if options.command == "agent":
+            return asyncio.run(serve_agent(options))
         return asyncio.run(run_task(options))
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)

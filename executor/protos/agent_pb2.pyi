@@ -1,0 +1,97 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class LaunchRequest(_message.Message):
+    __slots__ = ("task_id", "command_json", "environment_id", "detector", "log_path")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_JSON_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    DETECTOR_FIELD_NUMBER: _ClassVar[int]
+    LOG_PATH_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    command_json: str
+    environment_id: str
+    detector: str
+    log_path: str
+    def __init__(self, task_id: _Optional[str] = ..., command_json: _Optional[str] = ..., environment_id: _Optional[str] = ..., detector: _Optional[str] = ..., log_path: _Optional[str] = ...) -> None: ...
+
+class LaunchReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CommandRequest(_message.Message):
+    __slots__ = ("body_json",)
+    BODY_JSON_FIELD_NUMBER: _ClassVar[int]
+    body_json: str
+    def __init__(self, body_json: _Optional[str] = ...) -> None: ...
+
+class CommandReply(_message.Message):
+    __slots__ = ("body_json",)
+    BODY_JSON_FIELD_NUMBER: _ClassVar[int]
+    body_json: str
+    def __init__(self, body_json: _Optional[str] = ...) -> None: ...
+
+class KillRequest(_message.Message):
+    __slots__ = ("task_id",)
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
+class KillReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTasksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TaskInfo(_message.Message):
+    __slots__ = ("task_id", "environment_id", "detector", "control_mode", "pid", "state", "control_port", "status", "log_path")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    DETECTOR_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_MODE_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_PORT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LOG_PATH_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    environment_id: str
+    detector: str
+    control_mode: str
+    pid: int
+    state: str
+    control_port: int
+    status: str
+    log_path: str
+    def __init__(self, task_id: _Optional[str] = ..., environment_id: _Optional[str] = ..., detector: _Optional[str] = ..., control_mode: _Optional[str] = ..., pid: _Optional[int] = ..., state: _Optional[str] = ..., control_port: _Optional[int] = ..., status: _Optional[str] = ..., log_path: _Optional[str] = ...) -> None: ...
+
+class ListTasksReply(_message.Message):
+    __slots__ = ("agent_name", "last_seq", "tasks")
+    AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    agent_name: str
+    last_seq: int
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskInfo]
+    def __init__(self, agent_name: _Optional[str] = ..., last_seq: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[TaskInfo, _Mapping]]] = ...) -> None: ...
+
+class EventsRequest(_message.Message):
+    __slots__ = ("after",)
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    after: int
+    def __init__(self, after: _Optional[int] = ...) -> None: ...
+
+class AgentEvent(_message.Message):
+    __slots__ = ("seq", "body_json")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    BODY_JSON_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    body_json: str
+    def __init__(self, seq: _Optional[int] = ..., body_json: _Optional[str] = ...) -> None: ...
