@@ -5,6 +5,17 @@ here, never from the modules inside this package.
 """
 from engine.config.service import ConfigurationError
 from engine.engine import Engine
+from engine.environment.environment import (
+                                            EnvironmentBusy,
+                                            EnvironmentInfo,
+                                            TaskInfo,
+                                            TaskRow,
+                                            TransitionFailed,
+                                            TransitionResult,
+                                            UnknownEnvironmentError,
+)
+from engine.environment.events import EnvironmentEvent, EventKind, Subscription
+from engine.environment.statemachine import EnvEvent, EnvState, TransitionRefused
 from engine.repos import AddResult, RepoError, RepoInfo, WorkflowTemplateInfo
 from engine.task.errors import ChannelError, TaskClassError
 from engine.templates.render import TemplateError
@@ -14,10 +25,14 @@ from engine.workflow.roles import WorkflowError
 
 # Errors a front-end shows as they are: their messages name the file, role and field.
 USER_ERRORS: tuple[type[Exception], ...] = (
-    ChannelError, ConfigurationError, RepoError, TaskClassError, TemplateError, TemplateYAMLError,
-    WorkflowError)
+    ChannelError, ConfigurationError, EnvironmentBusy, RepoError, TaskClassError, TemplateError,
+    TemplateYAMLError, TransitionFailed, TransitionRefused, UnknownEnvironmentError, WorkflowError)
 
 __all__ = [
-    "USER_ERRORS", "AddResult", "ChannelError", "ConfigurationError", "TaskClassError", "Engine", "RepoError", "RepoInfo", "TemplateError",
-    "TemplateYAMLError", "VarSpec", "WorkflowError", "WorkflowTemplateInfo", "WorkingDirectory",
+    "USER_ERRORS", "AddResult", "ChannelError", "ConfigurationError", "Engine", "EnvEvent",
+    "EnvState", "EnvironmentBusy", "EnvironmentEvent", "EnvironmentInfo", "EventKind", "RepoError",
+    "RepoInfo", "Subscription", "TaskClassError", "TaskInfo", "TaskRow", "TemplateError",
+    "TemplateYAMLError", "TransitionFailed", "TransitionRefused", "TransitionResult",
+    "UnknownEnvironmentError", "VarSpec", "WorkflowError", "WorkflowTemplateInfo",
+    "WorkingDirectory",
 ]

@@ -13,7 +13,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from engine.environment.environment import EnvironmentInfo, TransitionResult
+from engine.environment.events import Subscription
+from engine.environment.manager import EnvironmentManager
+from engine.environment.statemachine import EnvEvent
 from engine.repos import AddResult, RepoInfo, WorkflowTemplateInfo
+from engine.scheduler.local_pool import LocalAgentPool
+from engine.store import AsyncStore
 from engine.workdir import WorkingDirectory
 from engine.workflow.loader import WorkflowLoader
 
@@ -25,6 +31,8 @@ class Engine:
         self.workdir = (workdir or WorkingDirectory.from_environment()).ensure()
         self._loader: WorkflowLoader | None = None
         self._lock = threading.Lock()
+        self._manager: EnvironmentManager | None = None
+        self._manager_lock = asyncio.Lock()
 
     def _workflows(self) -> WorkflowLoader:
         """Built on first use: opening the repositories and the configuration costs time."""
@@ -36,12 +44,36 @@ class Engine:
     async def _run(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(work, *args, **kwargs)
 
+    async def _environments(self) -> EnvironmentManager:
+        """Built on first use, with the store; the agents start at the first deployment."""
+        async with self._manager_lock:
+            if self._manager is None:
+                store = await AsyncStore.open(self.workdir)
+                self._manager = EnvironmentManager(self.workdir, self._workflows, store)
+            return self._manager
+
     async def close(self) -> None:
-        """Release what the engine holds (git helper processes, the configuration store)."""
+        """Release what the engine holds (git helper processes, the configuration store,
+        the agent connections). Executors and their tasks keep running, so the next engine
+        finds them again; `shutdown_agents` stops them."""
+        async with self._manager_lock:
+            manager, self._manager = self._manager, None
+        if manager is not None:
+            await manager.close()
+            await manager.store.close()
         with self._lock:
             loader, self._loader = self._loader, None
         if loader is not None:
             await self._run(loader.close)
+
+    async def shutdown_agents(self) -> list[str]:
+        """Stop every executor of the working directory, their tasks with them; returns the
+        names of the agents stopped."""
+        async with self._manager_lock:
+            manager = self._manager
+        if manager is not None:
+            return await manager.agents.shutdown()
+        return await LocalAgentPool(self.workdir, lambda _agent, _body: None).shutdown()
 
     async def __aenter__(self) -> "Engine":
         return self
@@ -106,3 +138,37 @@ class Engine:
                 workflow = loader.load(reference, variables)
             return workflow.to_dict()
         return await self._run(work)
+
+    # --- environments (coconut `env …`) -----------------------------------------------------
+
+    async def create_environment(self, workflow: str, variables: Mapping[str, Any] | None = None,
+                                 *, emulate: bool = False, user: str = "") -> EnvironmentInfo:
+        """Deploy and configure a workflow; the environment is CONFIGURED on return.
+
+        TransitionFailed (with the table of the failed tasks) leaves nothing deployed.
+        """
+        manager = await self._environments()
+        return await manager.create(workflow, variables, emulate=emulate, user=user)
+
+    async def control_environment(self, environment_id: str, event: EnvEvent | str,
+                                  user: str = "") -> TransitionResult:
+        """CONFIGURE, START_ACTIVITY (START), STOP_ACTIVITY (STOP) or RESET.
+
+        TransitionRefused changes nothing; EnvironmentBusy while another transition runs.
+        """
+        manager = await self._environments()
+        return await manager.control(environment_id, event, user)
+
+    async def destroy_environment(self, environment_id: str, user: str = "") -> TransitionResult:
+        manager = await self._environments()
+        return await manager.destroy(environment_id, user)
+
+    async def list_environments(self) -> list[EnvironmentInfo]:
+        return (await self._environments()).list()
+
+    async def get_environment(self, environment_id: str) -> EnvironmentInfo:
+        return (await self._environments()).get(environment_id)
+
+    async def subscribe(self) -> Subscription:
+        """Environment and task state changes from now on; close() the subscription when done."""
+        return (await self._environments()).subscribe()

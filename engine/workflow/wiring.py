@@ -67,6 +67,11 @@ def _rendered_aliases(role: TaskRole, channels: list[InboundChannel],
     return out
 
 
+def task_binds(role: TaskRole, renderer: Renderer) -> list[InboundChannel]:
+    """A task's inbound channels as it binds them: role over class, global aliases rendered."""
+    return _rendered_aliases(role, task_channels(role)[0], renderer)
+
+
 def link_channels(workflow: Workflow, renderer: Renderer) -> list[ChannelLink]:
     """Every task's connect channels matched against every task's binds.
 

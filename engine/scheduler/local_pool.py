@@ -1,0 +1,137 @@
+"""The local agents of a working directory, as one engine uses them.
+
+Started lazily, at the first deployment: each AgentSpec's executor is adopted
+if it already runs (a previous engine started it) or started otherwise. Their
+events are followed from the moment of connection and handed to one callback.
+Closing the pool leaves the executors running on purpose, so the next engine
+re-adopts them and their tasks; `shutdown` is the explicit stop (tests,
+`nutshell core` on request).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from engine.scheduler.agents import AgentSpec, load_agents
+from engine.scheduler.local_agent import (
+    LocalAgentClient,
+    LocalAgentError,
+    LocalAgentProcess,
+    find_running,
+)
+from engine.scheduler.offers import Offer, ResourceUse
+from engine.workdir import WorkingDirectory
+from executor.agent_server import process_start
+
+log = logging.getLogger("engine.scheduler")
+
+EventHandler = Callable[[str, dict[str, Any]], None]  # (agent name, event body)
+STOP_TIMEOUT = 20.0  # seconds for an executor to take its tasks down after SIGTERM
+
+
+class LocalAgentPool:
+    def __init__(self, workdir: WorkingDirectory, on_event: EventHandler) -> None:
+        self.workdir = workdir
+        self._on_event = on_event
+        self.specs: tuple[AgentSpec, ...] = ()
+        self.clients: dict[str, LocalAgentClient] = {}
+        self._processes: dict[str, LocalAgentProcess] = {}
+        self._readers: list[asyncio.Task[None]] = []
+        self._lock = asyncio.Lock()
+
+    @property
+    def started(self) -> bool:
+        return bool(self.clients)
+
+    async def start(self) -> None:
+        """Connect to every declared agent's executor, starting those not running; idempotent."""
+        async with self._lock:
+            if self.clients:
+                return
+            specs = await asyncio.to_thread(load_agents, self.workdir.settings_file)
+            processes = {spec.name: LocalAgentProcess(self.workdir.root, spec, self.workdir.logs)
+                         for spec in specs}
+            results = await asyncio.gather(*(p.connect() for p in processes.values()),
+                                           return_exceptions=True)
+            clients = {name: r for name, r in zip(processes, results)
+                       if isinstance(r, LocalAgentClient)}
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                for client in clients.values():
+                    await client.close()
+                raise failures[0]
+            self.specs, self._processes, self.clients = tuple(specs), processes, clients
+            for name, client in clients.items():
+                last_seq = (await client.list_tasks()).last_seq
+                self._readers.append(asyncio.create_task(self._follow(name, client, last_seq),
+                                                         name=f"events of agent {name}"))
+
+    async def _follow(self, name: str, client: LocalAgentClient, after: int) -> None:
+        try:
+            async for _, body in client.events(after):
+                try:
+                    self._on_event(name, body)
+                except Exception:  # one bad event must not stop the agent's stream
+                    log.exception("agent %s: handling event %s failed", name, body)
+        except LocalAgentError as error:
+            log.error("agent %s: event stream ended: %s", name, error)
+
+    def client(self, agent: str) -> LocalAgentClient:
+        try:
+            return self.clients[agent]
+        except KeyError:
+            raise LocalAgentError(f"agent {agent} is not connected (agents: "
+                                  f"{', '.join(self.clients) or 'none'})") from None
+
+    def offers(self, in_use: Mapping[str, Iterable[ResourceUse]]) -> list[Offer]:
+        """Each connected agent's offer, what `in_use` holds on it subtracted."""
+        return [spec.offer(in_use.get(spec.name, ()), executor_ids=(spec.name,))
+                for spec in self.specs if spec.name in self.clients]
+
+    async def close(self) -> None:
+        """Stop following and disconnect; the executors keep running."""
+        async with self._lock:
+            readers, self._readers = self._readers, []
+            clients, self.clients = self.clients, {}
+            for reader in readers:
+                reader.cancel()
+            for client in clients.values():
+                await client.close()
+            for reader in readers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+
+    async def shutdown(self) -> list[str]:
+        """Stop every executor of the working directory (they take their tasks down first)
+        and wait until each is gone; returns the names of those stopped."""
+        await self.close()
+        running = find_running(self.workdir.root)
+        for agent in running.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(agent.pid, signal.SIGTERM)
+        for name, agent in running.items():
+            started = self._processes.get(name)
+            if started is not None and started.process is not None \
+                    and started.process.pid == agent.pid:
+                await asyncio.to_thread(started.process.wait, STOP_TIMEOUT)  # ours: reap it
+            else:
+                await _gone(agent.pid, STOP_TIMEOUT)
+        self._processes = {}
+        return sorted(running)
+
+
+async def _gone(pid: int, timeout: float) -> None:
+    """Until `pid` has exited (its parent reaps it); SIGKILL once `timeout` s have passed."""
+    deadline = time.monotonic() + timeout
+    while process_start(pid) is not None:
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = float("inf")
+        await asyncio.sleep(0.05)
