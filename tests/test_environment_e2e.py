@@ -20,7 +20,6 @@ from engine import (
     EnvironmentInfo,
     TransitionFailed,
     TransitionRefused,
-    WorkflowError,
     WorkingDirectory,
 )
 from engine.environment.events import EventKind
@@ -280,21 +279,43 @@ async def test_an_invalid_or_concurrent_event_changes_nothing(engine: tuple[Engi
     assert destroyed.state == "DONE"
 
 
-async def test_hooks_and_calls_are_refused_before_anything_starts(
-        engine: tuple[Engine, str], tmp_path: Path) -> None:
+async def test_the_demo_runs_with_its_hook_and_call(engine: tuple[Engine, str]) -> None:
     from engine.demo import ensure_demo_repository
+    from tests.test_environment_hooks import CORE_SETTINGS
 
     engine_, _ = engine
+    engine_.workdir.configuration_file.write_text(CORE_SETTINGS)  # testplugin on
+    engine_._workflows().config.reload()
     demo = ensure_demo_repository(engine_.workdir, engine_._workflows().repos) + "/workflows/demo"
-    with pytest.raises(WorkflowError, match="start-hook: hooks and calls .* not run"):
-        await engine_.create_environment(demo, {"hosts": '["a1"]'})
-    assert find_running(engine_.workdir.root) == {} and await engine_.list_environments() == []
-    info = await engine_.create_environment(demo, {
-        "hosts": '["a1", "a2"]', "hook_enabled": "false", "testplugin_enabled": "false"})
+    info = await engine_.create_environment(demo, {"hosts": '["a1", "a2"]'})
     assert info.state == "CONFIGURED" and {t.host for t in info.tasks} == {"a1", "a2"}
-    assert sum(1 for t in info.tasks if t.role_path.endswith(".basic")) == 2
+    assert sum(1 for t in info.tasks if t.role_path.endswith(".start-hook")) == 2
+    assert all(not row.failed for row in info.last_result)
+    root = engine_._manager._environments[info.id].workflow.root  # type: ignore[union-attr]
+    assert root.user_vars["demo.testplugin_called"] == "true"  # ran at after_CONFIGURE
     started = await engine_.control_environment(info.id, "START")
-    assert started.state == "RUNNING" and started.run_number == 1
+    assert started.ok and started.state == "RUNNING" and started.run_number == 1
+    hooks = [row for row in started.rows if row.role_path.endswith(".start-hook")]
+    assert len(hooks) == 2 and {row.exit_code for row in hooks} == {0}
+    log = Path(hooks[0].log_path).read_text()
+    assert "START hook" in log and info.id in log
+    stopped = await engine_.control_environment(info.id, "STOP")
+    assert stopped.state == "CONFIGURED"
+    assert (await engine_.destroy_environment(info.id)).state == "DONE"
+    assert await engine_.list_environments() == []
+
+
+async def test_an_emulated_demo_answers_unloaded_plugins_with_a_no_op(
+        engine: tuple[Engine, str], caplog: pytest.LogCaptureFixture) -> None:
+    from engine.demo import ensure_demo_repository
+
+    engine_, _ = engine  # no core settings: testplugin is not loaded
+    demo = ensure_demo_repository(engine_.workdir, engine_._workflows().repos) + "/workflows/demo"
+    info = await engine_.create_environment(demo, {"hosts": '["a1"]'}, emulate=True)
+    assert info.state == "CONFIGURED" and all(not row.failed for row in info.last_result)
+    assert any("testplugin.Test() answered with a no-op" in r.getMessage()
+               for r in caplog.records)
+    assert (await engine_.control_environment(info.id, "START")).ok
     await engine_.destroy_environment(info.id)
 
 

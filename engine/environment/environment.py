@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.environment.statemachine import EnvEvent, EnvironmentStateMachine, EnvState
 from engine.scheduler.offers import Placement
@@ -19,6 +19,9 @@ from engine.workflow.aggregation import Aggregator, TaskState, TaskStatus
 from engine.workflow.roles import TaskRole, Workflow
 from executor.command import TaskCommand
 from executor.controlmode import ControlMode
+
+if TYPE_CHECKING:
+    from engine.environment.hooks import EnvironmentHooks
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ class DeployedTask:
     pid: int | None = None
     exit_code: int | None = None
     launched: bool = False  # TASK_RUNNING was seen
+    terminations: int = 0  # BASIC_TASK_TERMINATED events seen (a hook task: one per run)
 
     @property
     def agent(self) -> str:
@@ -223,6 +227,7 @@ class Environment:
     busy: Busy | None = None
     last_transition: str = ""
     last_result: TransitionResult | None = None
+    hooks: EnvironmentHooks | None = None  # set by the manager before the first transition
 
     @property
     def state(self) -> EnvState:

@@ -6,6 +6,11 @@ changes nothing; a second transition while one runs is refused at once with who
 and since when; every transition leaves a table, a row per task; a failed
 creation leaves nothing deployed. Each transition's outcome (environment and
 task records) is committed to the store before it is acknowledged.
+
+Hooks (hook tasks and call roles, hooks.py) run at their triggers in the order
+statemachine.transition_steps gives, the run number allocated between the
+negative and the non-negative before_START_ACTIVITY weights; DESTROY and
+after_DESTROY hooks run at destroy, before the tasks are killed.
 """
 from __future__ import annotations
 
@@ -34,13 +39,27 @@ from engine.environment.events import (
     EventKind,
     Subscription,
 )
+from engine.environment.hooks import EnvironmentHooks
 from engine.environment.statemachine import (
+    RUN_CLEARED,
+    RUN_END,
+    RUN_NUMBER,
+    RUN_STARTED,
     EnvEvent,
     EnvironmentStateMachine,
     EnvState,
+    StepKind,
     TransitionRefused,
+    destination,
+    tasks_step,
 )
 from engine.gosyntax import parse_go_duration
+from engine.integration import (
+    CallRunner,
+    LoadedPlugins,
+    PluginError,
+    plugins_from_configuration,
+)
 from engine.scheduler.local_agent import LocalAgentError
 from engine.scheduler.local_pool import LocalAgentPool
 from engine.scheduler.matching import match
@@ -55,8 +74,9 @@ from engine.templates.render import TemplateError, Where
 from engine.workdir import WorkingDirectory
 from engine.workflow.aggregation import Aggregator, TaskState, TaskStatus
 from engine.workflow.loader import WorkflowLoader
-from engine.workflow.roles import CallRole, TaskRole, Workflow, WorkflowError
+from engine.workflow.roles import TaskRole, Workflow, WorkflowError
 from engine.workflow.wiring import task_binds
+from occlib.states import DeviceEventType
 
 log = logging.getLogger("engine.environment")
 
@@ -80,7 +100,10 @@ TASK_TRANSITIONS: dict[EnvEvent, tuple[str, TaskState, TaskState]] = {
 _GONE_STATES = {"TASK_FINISHED": TaskState.DONE, "TASK_FAILED": TaskState.ERROR,
                 "TASK_KILLED": TaskState.ERROR, "TASK_LOST": TaskState.ERROR,
                 "TASK_ERROR": TaskState.ERROR}
-BASIC_TASK_TERMINATED = 5  # DeviceEventType
+BASIC_TASK_TERMINATED = int(DeviceEventType.BASIC_TASK_TERMINATED)  # as the body carries it
+HOOK_TIMEOUT = 30.0  # seconds, a hook task's timeout when its role gives none (§2.6)
+TERMINATION_WAIT = 2.0  # seconds to wait for a hook run's BASIC_TASK_TERMINATED (its exit code)
+DESTROY_TRIGGERS = ("DESTROY", "after_DESTROY")
 
 
 def parse_event(text: EnvEvent | str) -> EnvEvent:
@@ -105,6 +128,8 @@ class EnvironmentManager:
         self._changed = asyncio.Event()
         self._going_to_error: set[str] = set()
         self._jobs: set[asyncio.Task[None]] = set()
+        self._plugins: LoadedPlugins | None = None
+        self._plugins_lock = asyncio.Lock()
 
     # ---------------------------------------------------------------- queries
 
@@ -139,18 +164,22 @@ class EnvironmentManager:
                                            environment_id=environment_id)
         if emulate:
             emulate_workflow(workflow)
-        _check_supported(workflow)
+        plugins = await self._loaded_plugins(loader)
         await self.agents.start()
         env = Environment(id=environment_id, reference=reference, workflow=workflow,
                           created_by=user, user_vars=user_vars,
                           machine=EnvironmentStateMachine(environment_id=environment_id),
                           aggregator=Aggregator.from_workflow(workflow))
+        calls = CallRunner(plugins, namespaces=loader.library.namespaces,
+                           emulate_unloaded=emulate)
+        env.hooks = EnvironmentHooks(workflow, env.id, calls,
+                                     lambda role: self._run_task_hook(env, role))
         self._environments[env.id] = env
         self._publish_env(env, user, "created")
         env.begin("CREATE", user)
         try:
-            await self._deploy(env, user)
-            await self._configure(env, user, creating=True)
+            await self._transition(env, EnvEvent.DEPLOY, user, creating=True)
+            await self._transition(env, EnvEvent.CONFIGURE, user, creating=True)
         except BaseException:
             await self._forget(env, user)
             raise
@@ -158,13 +187,111 @@ class EnvironmentManager:
             env.end()
         return env.info()
 
-    async def _deploy(self, env: Environment, user: str) -> None:
+    async def _loaded_plugins(self, loader: WorkflowLoader) -> LoadedPlugins:
+        """The integration plugins the core settings enable, loaded and initialised once."""
+        async with self._plugins_lock:
+            if self._plugins is None:
+                try:
+                    plugins = await asyncio.to_thread(plugins_from_configuration, loader.config)
+                except PluginError as error:
+                    raise WorkflowError(f"cannot load the integration plugins: {error}") from None
+                await plugins.init_all(f"nutshell-{self.workdir.root}")
+                self._plugins = plugins
+            return self._plugins
+
+    async def _transition(self, env: Environment, event: EnvEvent, user: str, *,
+                          creating: bool = False) -> None:
+        """One transition as §1.1.1 orders it: the hooks of each trigger band, the run-number
+        work and the transition's own work (the state changes there).
+
+        A critical hook failing before the state changed cancels the transition and keeps the
+        old state (TransitionFailed with the hook's row); one failing after it (enter_,
+        after_) is reported in the table, as the change cannot be undone. A critical task
+        failing the work sends the environment to ERROR (TransitionFailed).
+        """
+        hooks = env.hooks
+        assert hooks is not None
+        source = env.state
+        schedule = hooks.schedule.transition(event, source, destination(event, source))
+        rows: list[TaskRow] = []
+        changed = False
+        try:
+            for scheduled in schedule.steps:
+                step = scheduled.step
+                if step.kind is StepKind.WORK:
+                    if step.name == tasks_step(event):
+                        rows += await self._work(env, event, user, rows, creating)
+                        env.machine.fire(event)
+                        changed = True
+                    else:
+                        await self._run_work(env, step.name)
+                    continue
+                outcome = await hooks.run(scheduled.points, str(env.state))
+                rows += outcome.rows
+                if outcome.critical_failure and not changed:
+                    await self._cancel(env, event, user, rows, creating)
+        except BaseException:
+            hooks.drop(point.trigger for point in schedule.points())
+            raise
+        await self._acknowledge(env, event, user, rows)
+
+    async def _run_work(self, env: Environment, name: str) -> None:
+        """The core's own work between hooks (§1.1.1): the run number and its variables."""
+        root = env.workflow.root
+        if name == RUN_NUMBER:
+            run = await self.store.next_run_number()  # committed before anyone sees it
+            env.run_number = run
+            root.vars["run_number"] = root.vars["runNumber"] = str(run)
+            env.workflow.env_user_vars["run_start_time_ms"] = str(int(time.time() * 1000))
+            env.workflow.env_user_vars["run_end_time_ms"] = ""
+        elif name == RUN_STARTED:
+            env.starts += 1
+        elif name == RUN_CLEARED:
+            if env.run_number:
+                env.last_run_number = env.run_number
+                root.vars["last_run_number"] = str(env.run_number)
+            env.run_number = 0
+            root.vars.pop("run_number", None)
+            root.vars.pop("runNumber", None)
+        elif name == RUN_END and not env.workflow.env_user_vars.get("run_end_time_ms"):
+            env.workflow.env_user_vars["run_end_time_ms"] = str(int(time.time() * 1000))
+
+    async def _cancel(self, env: Environment, event: EnvEvent, user: str, rows: list[TaskRow],
+                      creating: bool) -> None:
+        """A critical hook failed before the state changed: the transition is cancelled,
+        the environment keeps its state (a run number taken is not reused); raises."""
+        if event is EnvEvent.START_ACTIVITY and env.run_number:
+            await self._run_work(env, RUN_CLEARED)
+        result = TransitionResult(env.id, event.value, str(env.state), env.run_number,
+                                  tuple(rows), user)
+        env.last_transition, env.last_result = event.value, result
+        if not creating:
+            await self._persist(env)
+        self._publish_env(env, user, f"{event} cancelled by a hook")
+        where = "creation" if creating else event.value
+        raise TransitionFailed(f"{where} of environment {env.id} cancelled: a critical hook "
+                               f"failed; the environment stays {env.state}", result)
+
+    async def _work(self, env: Environment, event: EnvEvent, user: str, rows: list[TaskRow],
+                    creating: bool) -> list[TaskRow]:
+        """The transition's own work (§1.1.2); its rows. `rows` are the hooks' so far, for
+        the table of a failure."""
+        if event is EnvEvent.DEPLOY:
+            return await self._deploy(env, user, rows)
+        if event is EnvEvent.CONFIGURE:
+            return await self._configure(env, user, rows, creating=creating)
+        if event is EnvEvent.START_ACTIVITY:
+            return await self._start(env, user, rows)
+        return await self._simple(env, event, user, rows)
+
+    async def _deploy(self, env: Environment, user: str, hook_rows: list[TaskRow]
+                      ) -> list[TaskRow]:
         """Place and launch every task; wait until each runs (§1.1.2 DEPLOY)."""
         loader = self._loader()
         timeout = _deploy_timeout(env.workflow)
         roles = {role.path: role for role in env.workflow.task_roles()}
         descriptors: list[TaskDescriptor] = []
-        rows: list[TaskRow] = []
+        rows: list[TaskRow] = list(hook_rows)
         for role in roles.values():
             try:
                 descriptors.append(_descriptor(env.id, role, loader))
@@ -184,7 +311,9 @@ class EnvironmentManager:
             try:
                 command = build_task_command(role.task_class, role.stack, specials,
                                              loader.renderer, placement.control_port,
-                                             Where(file=role.origin, role_path=role.path))
+                                             Where(file=role.origin, role_path=role.path),
+                                             hook=role.trigger is not None,
+                                             timeout_ns=_timeout_ns(role))
             except (TaskBuildError, TemplateError) as error:
                 rows.append(_unplaced_row(role, str(error)))
                 continue
@@ -205,8 +334,7 @@ class EnvironmentManager:
             rows.append(task.row(NOT_DEPLOYED, reason))
         if any(row.failed and self._critical(env, row) for row in rows):
             self._fail(env, EnvEvent.DEPLOY, user, rows, "cannot deploy environment")
-        env.machine.fire(EnvEvent.DEPLOY)
-        await self._acknowledge(env, EnvEvent.DEPLOY, user, rows)
+        return rows[len(hook_rows):]
 
     async def _launch(self, env: Environment, task: DeployedTask) -> None:
         try:
@@ -220,9 +348,10 @@ class EnvironmentManager:
 
     async def control(self, environment_id: str, event: EnvEvent | str,
                       user: str = "") -> TransitionResult:
-        """Run one transition. TransitionRefused (nothing changed) when the table does not
-        allow it here; EnvironmentBusy while another runs; TransitionFailed (the environment
-        is then ERROR) when a critical task failed it."""
+        """Run one transition, hooks and calls included. TransitionRefused (nothing changed)
+        when the table does not allow it here; EnvironmentBusy while another runs;
+        TransitionFailed when a critical hook cancelled it (the state is kept) or a critical
+        task failed it (the environment is then ERROR)."""
         env = self._environment(environment_id)
         chosen = parse_event(event)
         if env.busy is not None:
@@ -235,22 +364,18 @@ class EnvironmentManager:
                                     env.id)
         env.begin(chosen, user)
         try:
-            if chosen is EnvEvent.CONFIGURE:
-                await self._configure(env, user, creating=False)
-            elif chosen is EnvEvent.START_ACTIVITY:
-                await self._start(env, user)
-            else:
-                await self._simple(env, chosen, user)
+            await self._transition(env, chosen, user)
         finally:
             env.end()
         assert env.last_result is not None
         return env.last_result
 
-    async def _configure(self, env: Environment, user: str, *, creating: bool) -> None:
+    async def _configure(self, env: Environment, user: str, hook_rows: list[TaskRow], *,
+                         creating: bool) -> list[TaskRow]:
         """Every controlled task STANDBY → CONFIGURE → CONFIGURED with its property map."""
         loader = self._loader()
         binds = BindMap()
-        rows: list[TaskRow] = []
+        rows: list[TaskRow] = list(hook_rows)
         try:
             for task in env.tasks.values():
                 binds.add_task(task.role.path, task.placement.hostname,
@@ -276,32 +401,56 @@ class EnvironmentManager:
                                         skip={row.task_id for row in rows})
         if any(row.failed and self._critical(env, row) for row in rows):
             await self._failed_transition(env, EnvEvent.CONFIGURE, user, rows, creating)
-        env.machine.fire(EnvEvent.CONFIGURE)
-        await self._acknowledge(env, EnvEvent.CONFIGURE, user, rows)
+        return rows[len(hook_rows):]
 
-    async def _start(self, env: Environment, user: str) -> None:
-        """Allocate the run number (committed first), then START every controlled task."""
-        run = await self.store.next_run_number()
+    async def _start(self, env: Environment, user: str, hook_rows: list[TaskRow]
+                     ) -> list[TaskRow]:
+        """START every controlled task with the run number the run-number step allocated."""
+        run = env.run_number
         common = {"runNumber": str(run), "run_number": str(run), "cleanup": str(env.starts)}
         arguments = {task.task_id: dict(common) for task in env.tasks.values() if task.controlled}
-        env.run_number = run
         rows = await self._fan_out(env, EnvEvent.START_ACTIVITY, arguments)
         if any(row.failed and self._critical(env, row) for row in rows):
-            await self._failed_transition(env, EnvEvent.START_ACTIVITY, user, rows, False)
-        env.starts += 1
-        env.machine.fire(EnvEvent.START_ACTIVITY)
-        await self._acknowledge(env, EnvEvent.START_ACTIVITY, user, rows)
+            await self._failed_transition(env, EnvEvent.START_ACTIVITY, user,
+                                          [*hook_rows, *rows], False)
+        return rows
 
-    async def _simple(self, env: Environment, event: EnvEvent, user: str) -> None:
+    async def _simple(self, env: Environment, event: EnvEvent, user: str,
+                      hook_rows: list[TaskRow]) -> list[TaskRow]:
         """STOP_ACTIVITY or RESET: one task transition, no arguments."""
         arguments = {task.task_id: {} for task in env.tasks.values() if task.controlled}
         rows = await self._fan_out(env, event, arguments)
         if any(row.failed and self._critical(env, row) for row in rows):
-            await self._failed_transition(env, event, user, rows, False)
-        if event is EnvEvent.STOP_ACTIVITY:
-            env.last_run_number, env.run_number = env.run_number, 0
-        env.machine.fire(event)
-        await self._acknowledge(env, event, user, rows)
+            await self._failed_transition(env, event, user, [*hook_rows, *rows], False)
+        return rows
+
+    async def _run_task_hook(self, env: Environment, role: TaskRole) -> TaskRow:
+        """Trigger a hook task on its agent and wait for its run; its row (exit code)."""
+        task = next((t for t in env.tasks.values() if t.role.path == role.path), None)
+        if task is None:
+            return TaskRow("", role.path, "", NOT_DEPLOYED, NOT_DEPLOYED,
+                           f"hook task {role.path} is not deployed (hooks before DEPLOY's "
+                           "task step cannot run tasks)")
+        if task.gone:
+            return task.row(task.state, f"hook task is gone ({task.mesos_state})")
+        timeout = (task.command.timeout_ns / 1e9) or HOOK_TIMEOUT
+        arguments = {"environment_id": env.id}
+        if env.run_number:
+            arguments["run_number"] = str(env.run_number)
+        body = {"name": "MesosCommand_TriggerHook", "id": new_uid(), "environmentId": env.id,
+                "timeout": int(timeout * 1e9), "arguments": arguments,
+                "targetList": [{"AgentId": {"value": task.agent},
+                                "ExecutorId": {"value": task.agent},
+                                "TaskId": {"value": task.task_id}}],
+                "labels": {}}
+        seen = task.terminations
+        task.exit_code = None
+        try:
+            response = await self.agents.client(task.agent).command(body)
+        except LocalAgentError as error:
+            return task.row(task.state, str(error))
+        await self._wait(lambda: task.terminations > seen, TERMINATION_WAIT)
+        return task.row(task.state, str(response.get("error") or ""))
 
     async def _fan_out(self, env: Environment, event: EnvEvent,
                        arguments: Mapping[str, Mapping[str, str]],
@@ -348,8 +497,7 @@ class EnvironmentManager:
                    if t.controlled and t.state is TaskState.RUNNING}
         if running:
             await self._fan_out(env, EnvEvent.STOP_ACTIVITY, running)
-        if env.run_number:
-            env.last_run_number, env.run_number = env.run_number, 0
+        await self._run_work(env, RUN_CLEARED)
         env.machine.fire(EnvEvent.GO_ERROR)
         result = TransitionResult(env.id, event.value, str(env.state), env.run_number,
                                   tuple(rows), user)
@@ -411,15 +559,35 @@ class EnvironmentManager:
                                  (EnvState.CONFIGURED, EnvEvent.RESET)):
                 if env.state is state:
                     try:
-                        await self._simple(env, event, user)
+                        await self._transition(env, event, user)
                     except TransitionFailed as error:
                         log.warning("destroy of %s: %s; killing the tasks anyway", env.id, error)
-            rows = await self._kill_all(env)
+            rows = await self._teardown_hooks(env)
+            rows += await self._kill_all(env)
         finally:
             env.end()
         result = TransitionResult(env.id, "DESTROY", EnvState.DONE.value, 0, tuple(rows), user)
         await self._forget(env, user)
         return result
+
+    async def _teardown_hooks(self, env: Environment) -> list[TaskRow]:
+        """Teardown (§1.1.4): leave_<state> hooks, then DESTROY and after_DESTROY, calls
+        waited for at their trigger; failures are reported and logged, never stop it.
+        Calls still awaited later are dropped."""
+        hooks = env.hooks
+        if hooks is None:
+            return []
+        rows: list[TaskRow] = []
+        for names in ((f"leave_{env.state.value}",), DESTROY_TRIGGERS):
+            for point in hooks.teardown_points(names):
+                outcome = await hooks.run([point], str(env.state), synchronous=True)
+                rows += outcome.rows
+        for row in rows:
+            if row.failed:
+                log.warning("destroy of %s: hook %s failed: %s", env.id, row.role_path,
+                            row.reason)
+        hooks.drop_all()
+        return rows
 
     async def _kill_all(self, env: Environment) -> list[TaskRow]:
         async def kill(task: DeployedTask) -> TaskRow:
@@ -477,6 +645,7 @@ class EnvironmentManager:
             task.pid = int(body.get("pid") or 0) or None
         elif kind == "DeviceEvent" and body.get("type") == BASIC_TASK_TERMINATED:
             task.exit_code = body.get("exitCode")
+            task.terminations += 1
         else:
             return
         self._task_changed(env, task)
@@ -554,17 +723,19 @@ class EnvironmentManager:
             job.cancel()
         self.events.close()
         await self.agents.close()
+        plugins, self._plugins = self._plugins, None
+        if plugins is not None:
+            await plugins.destroy_all()
 
 
 # ---------------------------------------------------------------- helpers
 
-def _check_supported(workflow: Workflow) -> None:
-    """Hooks and calls are not run by this engine yet: refuse them rather than skip them."""
-    for role in workflow.roles():
-        if isinstance(role, CallRole) or (isinstance(role, TaskRole) and role.trigger is not None):
-            raise WorkflowError(f"{role.origin}: role {role.path}: hooks and calls (trigger "
-                                f"{role.trigger}) are not run by this engine yet; disable the "
-                                "role to run the rest")
+def _timeout_ns(role: TaskRole) -> int:
+    """The role's `timeout` (a Go duration; the loader checked it) in nanoseconds."""
+    try:
+        return int(parse_go_duration(role.timeout or "0s") * 1e9)
+    except ValueError:
+        return 0
 
 
 def _descriptor(environment_id: str, role: TaskRole, loader: WorkflowLoader) -> TaskDescriptor:
