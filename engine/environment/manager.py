@@ -256,18 +256,24 @@ class EnvironmentManager:
         elif name == RUN_END and not env.workflow.env_user_vars.get("run_end_time_ms"):
             env.workflow.env_user_vars["run_end_time_ms"] = str(int(time.time() * 1000))
 
+    async def _record_failure(self, env: Environment, event: EnvEvent, user: str,
+                              rows: list[TaskRow], creating: bool, what: str) -> TransitionResult:
+        """Keep a failed or cancelled transition's table as the environment's last result."""
+        result = TransitionResult(env.id, event.value, str(env.state), env.run_number,
+                                  tuple(rows), user)
+        env.last_transition, env.last_result = event.value, result
+        if not creating:
+            await self._persist(env)
+        self._publish_env(env, user, f"{event} {what}")
+        return result
+
     async def _cancel(self, env: Environment, event: EnvEvent, user: str, rows: list[TaskRow],
                       creating: bool) -> None:
         """A critical hook failed before the state changed: the transition is cancelled,
         the environment keeps its state (a run number taken is not reused); raises."""
         if event is EnvEvent.START_ACTIVITY and env.run_number:
             await self._run_work(env, RUN_CLEARED)
-        result = TransitionResult(env.id, event.value, str(env.state), env.run_number,
-                                  tuple(rows), user)
-        env.last_transition, env.last_result = event.value, result
-        if not creating:
-            await self._persist(env)
-        self._publish_env(env, user, f"{event} cancelled by a hook")
+        result = await self._record_failure(env, event, user, rows, creating, "cancelled by a hook")
         where = "creation" if creating else event.value
         raise TransitionFailed(f"{where} of environment {env.id} cancelled: a critical hook "
                                f"failed; the environment stays {env.state}", result)
@@ -499,12 +505,7 @@ class EnvironmentManager:
             await self._fan_out(env, EnvEvent.STOP_ACTIVITY, running)
         await self._run_work(env, RUN_CLEARED)
         env.machine.fire(EnvEvent.GO_ERROR)
-        result = TransitionResult(env.id, event.value, str(env.state), env.run_number,
-                                  tuple(rows), user)
-        env.last_transition, env.last_result = event.value, result
-        if not creating:
-            await self._persist(env)
-        self._publish_env(env, user, f"{event} failed")
+        result = await self._record_failure(env, event, user, rows, creating, "failed")
         where = "creation" if creating else event.value
         raise TransitionFailed(f"{where} of environment {env.id} failed; the environment is "
                                f"{env.state}", result)
