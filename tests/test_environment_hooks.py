@@ -170,7 +170,10 @@ async def test_hooks_and_calls_run_at_their_triggers_in_weight_order(
     assert started.ok and started.state == "RUNNING" and started.run_number == 1
     workflow = workflow_of(engine_, info.id)
     order = workflow.root.user_vars["call_history"].split(",")
-    assert order == ["hooks.early", "hooks.sees-run", "hooks.late", "hooks.tie"]
+    # weights −10, +5, then the two +10 calls: those start together (as AliECS's goroutines),
+    # so which of them reaches the plugin first is not defined
+    assert order[:2] == ["hooks.early", "hooks.sees-run"]
+    assert sorted(order[2:]) == ["hooks.late", "hooks.tie"]
     assert workflow.find("hooks.sees-run").user_vars["seen_run_number"] == "1"
     assert workflow.stack_of(workflow.root)["run_number"] == "1"
     begin, end, hook_run = marker_times(markers / "start")
