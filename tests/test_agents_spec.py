@@ -5,7 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.scheduler import AgentSpec, AgentSpecError, ResourceUse, default_agents, load_agents
+from engine.scheduler import (
+    AgentSpec,
+    AgentSpecError,
+    ResourceUse,
+    default_agents,
+    load_agents,
+)
 from engine.scheduler.agents import parse_agents
 from engine.scheduler.offers import format_ranges
 from engine.task.taskclass import PortRange
@@ -165,3 +171,23 @@ def test_attributes_machine_id_equal_to_machine_id_is_accepted() -> None:
     (agent,) = parse_agents({"agents": {"flp001": {"attributes": {"machine_id": "flp001"}}}}, "f")
     assert agent.attributes == {}
     assert agent.all_attributes == {"machine_id": "flp001"}
+
+
+def test_ports_other_processes_listen_on_are_not_offered(tmp_path: Path) -> None:
+    import socket
+
+    from engine.scheduler.local_agent import LocalAgentClient
+    from engine.scheduler.local_pool import LocalAgentPool, listening_ports
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert port in listening_ports()
+        pool = LocalAgentPool(WorkingDirectory(tmp_path), on_event=lambda *_: None)
+        pool.specs = (AgentSpec(name="a1", machine_id="a1", port_ranges=(PortRange(port - 1, port + 1),)),)
+        pool.clients = {"a1": LocalAgentClient.__new__(LocalAgentClient)}  # connected, never called
+        (offer,) = pool.offers({})
+        offered = {p for r in offer.ports for p in range(r.begin, r.end + 1)}
+        assert offered == {port - 1, port + 1}
+    assert port not in listening_ports()

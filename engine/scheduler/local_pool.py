@@ -35,6 +35,25 @@ EventHandler = Callable[[str, dict[str, Any]], None]  # (agent name, event body)
 STOP_TIMEOUT = 20.0  # seconds for an executor to take its tasks down after SIGTERM
 
 
+_TCP_LISTEN = "0A"
+
+
+def listening_ports(tables: Iterable[str] = ("/proc/net/tcp", "/proc/net/tcp6")) -> set[int]:
+    """TCP ports something on this machine listens on (read from /proc: cheap, no probing)."""
+    ports: set[int] = set()
+    for table in tables:
+        try:
+            with open(table, encoding="ascii") as lines:
+                next(lines, None)  # the header
+                for line in lines:
+                    fields = line.split()
+                    if len(fields) > 3 and fields[3] == _TCP_LISTEN:
+                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+        except FileNotFoundError:
+            continue
+    return ports
+
+
 class LocalAgentPool:
     def __init__(self, workdir: WorkingDirectory, on_event: EventHandler) -> None:
         self.workdir = workdir
@@ -90,8 +109,14 @@ class LocalAgentPool:
                                   f"{', '.join(self.clients) or 'none'})") from None
 
     def offers(self, in_use: Mapping[str, Iterable[ResourceUse]]) -> list[Offer]:
-        """Each connected agent's offer, what `in_use` holds on it subtracted."""
-        return [spec.offer(in_use.get(spec.name, ()), executor_ids=(spec.name,))
+        """Each connected agent's offer, what `in_use` holds on it subtracted.
+
+        The agents share this machine with everything else on it: a port some
+        other process listens on is not offered, so a task is never handed a
+        control or data port it cannot bind.
+        """
+        taken = ResourceUse(0.0, 0.0, frozenset(listening_ports()))
+        return [spec.offer([*in_use.get(spec.name, ()), taken], executor_ids=(spec.name,))
                 for spec in self.specs if spec.name in self.clients]
 
     async def close(self) -> None:
