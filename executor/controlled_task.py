@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -170,6 +171,9 @@ class ControlledTask(Task):
             except (OccCallError, TimeoutError) as error:
                 last = str(error) or "GetState timed out"
             else:
+                stranger = self._stranger(pid)
+                if stranger:
+                    return stranger
                 self.pid = pid or self.process.pid
                 if state is OccState.STANDBY:
                     self.state = state
@@ -183,6 +187,25 @@ class ControlledTask(Task):
                 return (f"task {self.task_id} likely took too long to start: not in STANDBY "
                         f"after {self.timings.startup_timeout:g} s ({last})")
             await asyncio.wait({exited}, timeout=min(self.timings.poll_interval, left))
+
+    def _stranger(self, pid: int) -> str:
+        """Why the process answering on the control port is not ours, or "".
+
+        The port was free when it was chosen, but another process may have
+        bound it first; driving that process would be driving someone else's.
+        Ours is the launched process or one of its group (a `sh -c` child).
+        """
+        assert self.process is not None
+        if not pid or pid == self.process.pid:
+            return ""
+        try:
+            if os.getpgid(pid) == self.process.pgid:
+                return ""
+        except ProcessLookupError:
+            pass
+        return (f"task {self.task_id}: control port {self.command.control_port} is answered by "
+                f"pid {pid}, which is not this task's process ({self.process.pid}); another "
+                f"process holds the port")
 
     def _crashed(self, when: str) -> str:
         assert self.process is not None

@@ -169,6 +169,21 @@ async def test_slow_start_is_told_apart_and_stopped(harness: Harness) -> None:
     assert await task.process.members() == []
 
 
+async def test_a_stranger_on_the_control_port_is_not_driven(harness: Harness, spawn) -> None:
+    stranger = spawn("occlib.examples.dummy")  # someone else's process, already on the port
+    # our task never opens its port (it only sleeps), so whatever answers there is not it
+    command = TaskCommand("sleep", arguments=("30",), control_port=stranger.port,
+                          control_mode=ControlMode.DIRECT)
+    task = harness.task(command=command)
+    assert not await task.launch()
+    final = await harness.terminal(task)
+    assert final.state is MesosTaskState.TASK_FAILED
+    assert (f"control port {stranger.port} is answered by pid {stranger.proc.pid}, which is "
+            "not this task's process") in final.message
+    assert task.process is not None and await task.process.members() == []
+    assert stranger.proc.poll() is None  # the stranger was left alone
+
+
 async def test_kill_from_running_walks_to_done(harness: Harness) -> None:
     task = harness.task()
     assert await task.launch()
