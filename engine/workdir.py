@@ -51,7 +51,8 @@ class WorkingDirectory:
 
     @property
     def repo_settings(self) -> Path:
-        """Which repos are known, the default repo and revisions."""
+        """repos.json: where older nutshells kept the repository settings (now in the
+        store; engine.repos.settings moves an existing file in once)."""
         return self.root / "repos.json"
 
     @property

@@ -130,6 +130,8 @@ def test_it_is_a_configuration_service(config: EmbeddedConfiguration) -> None:
 
 def test_missing_file_is_an_empty_inventory_with_globals(empty: EmbeddedConfiguration) -> None:
     assert empty.defaults() == {
+        "modulepath": "",
+        "infologger_mode": "stdout",
         "consul_base_uri": "consul://127.0.0.1:8500",
         "consul_hostname": "127.0.0.1",
         "consul_port": "8500",
@@ -148,7 +150,8 @@ def test_defaults_keep_source_text_trimmed_and_globals_win(config: EmbeddedConfi
                                                            caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="engine.config"):
         defaults = config.defaults()
-    assert defaults["modulepath"] == "/opt/modules"
+    assert defaults["modulepath"] == "/opt/modules"  # the file over the installation default
+    assert defaults["infologger_mode"] == "stdout"  # an installation default the file lacks
     assert "o2/runtime/aliecs/defaults/modulepath has leading or trailing space" in caplog.text
     assert (defaults["port"], defaults["flag"], defaults["octal"], defaults["ratio"]) == \
         ("8500", "true", "010", "1.50")

@@ -26,6 +26,9 @@ from engine.repos import (
     parse_identifier,
     parse_reference,
 )
+from engine.repos.settings import RepoSettings
+from engine.store import Store
+from engine.store.settings import DEFAULT_REPO, DEFAULT_REVISION, DEFAULT_REVISIONS
 from engine.workdir import WorkingDirectory
 from tests.conftest import CORPUS
 
@@ -96,6 +99,19 @@ def remotes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def workdir(tmp_path: Path) -> WorkingDirectory:
     return WorkingDirectory(tmp_path / "home")
+
+
+def saved(workdir: WorkingDirectory) -> RepoSettings:
+    """The repository settings as a fresh connection to the working directory's store reads them."""
+    with Store.open(workdir) as store:
+        return store.settings.load_repo_settings()
+
+
+def forget_settings(workdir: WorkingDirectory) -> None:
+    """Drop the repository settings from the store, as if none had ever been saved."""
+    with Store.open(workdir) as store:
+        for key in (DEFAULT_REPO, DEFAULT_REVISION, DEFAULT_REVISIONS):
+            store.settings.delete(key)
 
 
 @pytest.fixture
@@ -260,7 +276,7 @@ def test_add_fails_without_any_default_revision_and_cleans_up(remotes: Path,
         repos.add(f"{HOST}/group/odd", "wanted")
     assert not (workdir.repos / HOST).exists()
     assert repos.list() == []
-    assert not workdir.repo_settings.exists()
+    assert saved(workdir) == RepoSettings()
 
 
 def test_add_unreachable_repository(remotes: Path, workdir: WorkingDirectory) -> None:
@@ -352,13 +368,11 @@ def test_settings_persist_across_managers(three: RepoManager, workdir: WorkingDi
     local = Upstream(tmp_path / "localrepo")
     local.commit("c", workflows__w__yaml=workflow("w"))
     three.add(str(local.path))
-    saved = json.loads(workdir.repo_settings.read_text())
-    assert saved == {
-        "default_repo": f"{HOST}/group/zeta",
-        "default_revision": "v2",
-        "default_revisions": {f"{HOST}/group/alpha": "master", REPO: "other",
-                              f"{HOST}/group/zeta": "master"},
-    }
+    assert saved(workdir) == RepoSettings(
+        default_repo=f"{HOST}/group/zeta", global_default_revision="v2",
+        default_revisions={f"{HOST}/group/alpha": "master", REPO: "other",
+                           f"{HOST}/group/zeta": "master"})
+    assert not workdir.repo_settings.exists()  # no repos.json any more
     again = manager(workdir)
     assert [(r.name, r.default, r.default_revision) for r in again.list()] == [
         (f"{HOST}/group/alpha", False, "master"), (REPO, False, "other"),
@@ -369,7 +383,7 @@ def test_settings_persist_across_managers(three: RepoManager, workdir: WorkingDi
 
 
 def test_clones_are_adopted_without_settings(three: RepoManager, workdir: WorkingDirectory) -> None:
-    workdir.repo_settings.unlink()
+    forget_settings(workdir)
     again = manager(workdir)
     assert [r.name for r in again.list()] == [f"{HOST}/group/alpha", REPO, f"{HOST}/group/zeta"]
     assert again.default_repo == f"{HOST}/group/alpha"
@@ -386,7 +400,7 @@ def test_missing_clones_are_cloned_again_or_kept_aside(three: RepoManager, workd
     assert [r.name for r in again.list()] == [REPO, f"{HOST}/group/zeta"]   # zeta cloned again
     assert "repository git.example.org/group/alpha not restored: cannot clone" in caplog.text
     again.set_default(1)
-    assert json.loads(workdir.repo_settings.read_text())["default_revisions"] == {
+    assert saved(workdir).default_revisions == {
         f"{HOST}/group/alpha": "master", REPO: "master", f"{HOST}/group/zeta": "master"}
 
 
@@ -402,11 +416,43 @@ def test_ssh_identifiers_clone_over_ssh_urls(upstream: Upstream, remotes: Path,
     assert (workdir.repos / "ssh.example.org:" / "group" / "templates" / ".git").is_dir()
     assert "m2" in repos.resolve_workflow("ssh.example.org:/group/templates/workflows/alpha").text
     repos.close()
-    workdir.repo_settings.unlink()
+    forget_settings(workdir)
     assert [r.name for r in manager(workdir).list()] == ["ssh.example.org:/group/templates"]
 
 
-def test_broken_settings_file(workdir: WorkingDirectory) -> None:
+def test_an_older_repos_json_is_moved_into_the_store_once(three: RepoManager,
+                                                           workdir: WorkingDirectory,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    three.close()
+    forget_settings(workdir)
+    legacy = {"default_repo": f"{HOST}/group/zeta", "default_revision": "v2",
+              "default_revisions": {REPO: "other", f"{HOST}/group/zeta": "master",
+                                    f"{HOST}/group/gone": "master"}}
+    workdir.repo_settings.write_text(json.dumps(legacy))
+    migrated = workdir.root / "repos.json.migrated"
+    with caplog.at_level("INFO", logger="engine.repos"):
+        again = manager(workdir)
+    assert "repository settings moved from" in caplog.text
+    assert not workdir.repo_settings.exists()
+    assert json.loads(migrated.read_text()) == legacy
+    expected = [(f"{HOST}/group/alpha", False, "master"), (REPO, False, "other"),
+                (f"{HOST}/group/zeta", True, "master")]  # alpha: a clone adopted
+    assert [(r.name, r.default, r.default_revision) for r in again.list()] == expected
+    assert again.global_default_revision == "v2"
+    assert saved(workdir) == RepoSettings(f"{HOST}/group/zeta", "v2", legacy["default_revisions"])
+    again.close()
+    # Once: the renamed file is not read again, and a later repos.json loses to the store.
+    migrated.write_text(json.dumps({**legacy, "default_revision": "other"}))
+    workdir.repo_settings.write_text(json.dumps({**legacy, "default_repo": REPO}))
+    third = manager(workdir)
+    assert [(r.name, r.default, r.default_revision) for r in third.list()] == expected
+    assert "already holds repository settings" in caplog.text
+    assert json.loads(migrated.read_text())["default_repo"] == REPO
+    assert saved(workdir).global_default_revision == "v2"
+
+
+def test_broken_repos_json(workdir: WorkingDirectory) -> None:
+    """An unreadable older file stops the opening, naming it, and stays for the user to mend."""
     workdir.root.mkdir(parents=True)
     workdir.repo_settings.write_text("{not json")
     with pytest.raises(RepoError, match=r"repos\.json: invalid JSON in the repository settings"):
@@ -414,6 +460,8 @@ def test_broken_settings_file(workdir: WorkingDirectory) -> None:
     workdir.repo_settings.write_text('{"default_revisions": ["a"]}')
     with pytest.raises(RepoError, match="default_revisions must map repository names to revisions"):
         manager(workdir)
+    assert workdir.repo_settings.exists()
+    assert saved(workdir) == RepoSettings()
 
 
 # --- reading templates -----------------------------------------------------------------------------

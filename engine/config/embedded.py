@@ -48,6 +48,16 @@ DEFAULTS_KEY = "o2/runtime/aliecs/defaults"
 VARS_KEY = "o2/runtime/aliecs/vars"
 HIDDEN_DETECTOR = "TRG"  # ListDetectors hides it unless asked for all
 
+# Global defaults every AliECS installation's Consul has under o2/runtime/aliecs/defaults and
+# the corpus's task templates use without defining them (template-language reference §7):
+# seeded here so a workflow runs on a machine with no configuration.yaml; the file wins.
+# `modulepath` empty picks the plain command line over `module load`; `infologger_mode`
+# "stdout" sends the tasks' InfoLogger messages to their captured output.
+INSTALLATION_DEFAULTS: dict[str, str] = {
+    "modulepath": "",
+    "infologger_mode": "stdout",
+}
+
 _RUNTIME_TABLE = """
 CREATE TABLE IF NOT EXISTS config_runtime (
     path  TEXT PRIMARY KEY,   -- <component>/<key> under o2/runtime/
@@ -219,7 +229,7 @@ class EmbeddedConfiguration:
     # --- globals -----------------------------------------------------------------------------
 
     def defaults(self) -> dict[str, str]:
-        result = self._string_map(DEFAULTS_KEY)
+        result = {**INSTALLATION_DEFAULTS, **self._string_map(DEFAULTS_KEY)}
         # The globals apricot's GetDefaults adds, over whatever the file says (as apricot does).
         result["consul_base_uri"] = self._backend_uri
         parts = urlsplit(self._backend_uri)

@@ -4,8 +4,9 @@ their default revisions, and reading templates from them.
 Repositories are cloned without checkout under `<workdir>/repos/<host>/<path>/<name>`
 and read from git objects at a commit (see engine.repos.gitstore). The settings
 (default repository, global default revision, each repository's default
-revision) live in `<workdir>/repos.json`; a new RepoManager on the same working
-directory brings the same repositories back, and also adopts clones it finds
+revision) live in the working directory's sqlite store (engine.repos.settings;
+a repos.json of an older nutshell is moved in once); a new RepoManager on the
+same working directory brings the same repositories back, and also adopts clones it finds
 under `repos/` as AliECS does (a persisted repository whose clone is gone is
 cloned again; one that cannot be is left out with a warning but kept in the
 settings). Nothing is fetched at start-up: call refresh(). Local repositories (an absolute path) are read
@@ -42,7 +43,7 @@ from engine.repos.records import (
     TemplateFile,
     WorkflowTemplateInfo,
 )
-from engine.repos.settings import RepoSettings
+from engine.repos.settings import RepoSettingsStore
 from engine.workdir import WorkingDirectory
 
 log = logging.getLogger("engine.repos")
@@ -62,7 +63,8 @@ def _is_full_hash(text: str) -> bool:
 
 
 class RepoManager:
-    """Template repositories of one working directory. Thread-safe."""
+    """Template repositories of one working directory. Thread-safe; its methods block
+    (git, sqlite), so the engine calls them in worker threads."""
 
     def __init__(self, workdir: WorkingDirectory, *, ssh_key: Path | None = None) -> None:
         self._workdir = workdir
@@ -76,7 +78,12 @@ class RepoManager:
         self._env = None if ssh_key is None else {
             "GIT_SSH_COMMAND": f"ssh -i {ssh_key} -o StrictHostKeyChecking=no "
                                f"-o UserKnownHostsFile=/dev/null"}
-        self._settings = RepoSettings.load(workdir.repo_settings)
+        self._settings_store = RepoSettingsStore(workdir)
+        try:
+            self._settings = self._settings_store.load()
+        except RepoError:
+            self._settings_store.close()
+            raise
         self._unavailable: dict[str, str] = {}
         self._restore()
 
@@ -134,7 +141,7 @@ class RepoManager:
             default = self._settings.default_repo if self._settings.default_repo in revisions else ""
         self._settings.default_repo = default
         self._settings.default_revisions = revisions
-        self._settings.save(self._workdir.repo_settings)
+        self._settings_store.save(self._settings)
 
     # --- opening ----------------------------------------------------------------------------------
 
@@ -326,10 +333,12 @@ class RepoManager:
             return self._default_revisions[self._known(repo, repo).id]
 
     def close(self) -> None:
-        """Stop the git helper processes of every repository (reads start them again)."""
+        """Stop the git helper processes of every repository and close the settings' store
+        connection (reads and saves open them again)."""
         with self._lock:
             for repo in self._repos.values():
                 repo.close()
+            self._settings_store.close()
 
     def __enter__(self) -> "RepoManager":
         return self
