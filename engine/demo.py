@@ -235,7 +235,10 @@ def demo_files(python: str | None = None, hosts: list[str] | None = None) -> dic
         "tasks/fairmq-sampler.yaml": _fairmq("fairmq-sampler", python, SAMPLER_BIND),
         "tasks/fairmq-sink.yaml": _fairmq("fairmq-sink", python, ""),
         "tasks/demo-basic.yaml": _basic(
-            "demo-basic", "echo demo basic task {{ task_parent_role }} of {{ environment_id }}"),
+            # A basic task whose command ends would end the run (§1.2): this one lasts
+            # until STOP kills it.
+            "demo-basic", "echo demo basic task {{ task_parent_role }} of {{ environment_id }}"
+                          "; exec sleep infinity"),
         "tasks/demo-hook.yaml": _basic(
             "demo-hook", "echo START hook {{ task_parent_role }} of {{ environment_id }}"),
     }

@@ -2,8 +2,10 @@
 
 The emulator is chosen by control mode: direct → the occlib dummy, fairmq →
 the occlib FairMQ emulator (it takes the options the core adds: --id,
---control-port, -S, -P OCClite, --color), basic → `true`, which ends at once,
-so a hook or a basic task finishes well inside any timeout its role gives.
+--control-port, -S, -P OCClite, --color), a hook → `true`, which ends at once,
+well inside any timeout its role gives, and any other basic task → `sleep
+infinity`: a basic task whose command ends ends the run (§1.2), so its emulator
+lasts until STOP kills it, as the long-lived commands it stands for do.
 Everything else of the class stays: channels, properties, vars, wants,
 constraints, so wiring and CONFIGURE arguments are those of the real run.
 The command's user is dropped (emulators run as whoever runs nutshell) and so
@@ -23,7 +25,8 @@ from executor.controlmode import ControlMode
 
 DUMMY_MODULE = "occlib.examples.dummy"
 FAIRMQ_MODULE = "occlib.examples.fairmq"
-BASIC_COMMAND = "true"
+HOOK_COMMAND = "true"
+BASIC_COMMAND = ("sleep", "infinity")
 
 # What the local executor runs in place of each mode (kubectl/kubernetes run elsewhere for real).
 _LOCAL_MODE = {
@@ -46,7 +49,7 @@ def emulated_mode(mode: ControlMode) -> ControlMode:
                          f"classes with a trigger)") from None
 
 
-def emulated_command(task_class: TaskClass, mode: ControlMode, *,
+def emulated_command(task_class: TaskClass, mode: ControlMode, *, hook: bool = False,
                      python: str | None = None) -> CommandTemplate:
     """The command template that emulates `task_class` run in `mode`.
 
@@ -61,13 +64,18 @@ def emulated_command(task_class: TaskClass, mode: ControlMode, *,
             "-m", DUMMY_MODULE, "--o2-role", "{{ task_parent_role }}"), **kept)
     if local is ControlMode.FAIRMQ:
         return CommandTemplate(value=python, arguments=("-m", FAIRMQ_MODULE), **kept)
-    return CommandTemplate(value=BASIC_COMMAND, **kept)
+    if hook:
+        return CommandTemplate(value=HOOK_COMMAND, **kept)
+    return CommandTemplate(value=BASIC_COMMAND[0], arguments=BASIC_COMMAND[1:], **kept)
 
 
-def emulate_task_class(task_class: TaskClass, *, python: str | None = None) -> TaskClass:
-    """A copy of `task_class` whose command is its mode's emulator (the original is untouched)."""
+def emulate_task_class(task_class: TaskClass, *, hook: bool = False,
+                       python: str | None = None) -> TaskClass:
+    """A copy of `task_class` whose command is its mode's emulator (the original is untouched);
+    `hook` when the role running it has a trigger."""
     return replace(task_class, control_mode=emulated_mode(task_class.control_mode),
-                   command=emulated_command(task_class, task_class.control_mode, python=python))
+                   command=emulated_command(task_class, task_class.control_mode, hook=hook,
+                                            python=python))
 
 
 def emulate_workflow(workflow: Workflow, *, python: str | None = None) -> Workflow:
@@ -75,15 +83,17 @@ def emulate_workflow(workflow: Workflow, *, python: str | None = None) -> Workfl
 
     A loaded Workflow belongs to the one environment that loaded it, so its roles
     are updated in place; the classes they pointed at are shared and left as they
-    were. One copy is made per class, however many roles load it.
+    were. One copy is made per class and use (as a hook or not), however many roles load it.
     """
-    copies: dict[int, tuple[TaskClass, TaskClass]] = {}  # id → (original kept alive, copy)
+    # (id, hook) → (original kept alive, copy)
+    copies: dict[tuple[int, bool], tuple[TaskClass, TaskClass]] = {}
     for role in workflow.task_roles():
         original = role.task_class
         if original is None:
             continue
-        if id(original) not in copies:
-            copies[id(original)] = (original, emulate_task_class(original, python=python))
-        role.task_class = copies[id(original)][1]
+        key = (id(original), role.trigger is not None)
+        if key not in copies:
+            copies[key] = (original, emulate_task_class(original, hook=key[1], python=python))
+        role.task_class = copies[key][1]
     return workflow
 

@@ -50,7 +50,7 @@ def test_default_agents_have_disjoint_data_and_control_ports() -> None:
         seen |= ports
         assert sum(1 for p in ports if 9000 <= p < 30000) >= 500
         assert sum(1 for p in ports if p >= 30000) >= 500
-    assert format_ranges(default_agents()[1].port_ranges) == "10000-10999,31000-31999"
+    assert format_ranges(default_agents()[1].port_ranges) == "10000-10999,30500-30999"
 
 
 def test_missing_file_or_section_gives_defaults(tmp_path: Path) -> None:

@@ -199,7 +199,8 @@ def test_task_commands_build_into_runnable_argv(loader: WorkflowLoader) -> None:
     assert commands["basic"].control_mode is ControlMode.BASIC
     assert commands["start-hook"].control_mode is ControlMode.HOOK
     assert commands["basic"].argv() == [
-        "/bin/sh", "-c", "echo demo basic task demo.host-flp001.basic of demoenv"]
+        "/bin/sh", "-c",
+        "echo demo basic task demo.host-flp001.basic of demoenv; exec sleep infinity"]
 
 
 def test_eos_after_and_python_reach_the_dummy(loader: WorkflowLoader) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.emulation import (BASIC_COMMAND, DUMMY_MODULE, FAIRMQ_MODULE, emulate_task_class,
+from engine.emulation import (BASIC_COMMAND, DUMMY_MODULE, HOOK_COMMAND, FAIRMQ_MODULE, emulate_task_class,
                               emulate_workflow, emulated_command, emulated_mode)
 from engine.task.command import TaskSpecials, build_task_command
 from engine.templates.render import Where
@@ -41,8 +41,8 @@ FAST = ControlTimings(dial_timeout=15.0, startup_timeout=15.0, poll_interval=0.0
 EMULATOR_ARGV = {
     ControlMode.DIRECT: [sys.executable, "-m", DUMMY_MODULE, "--o2-role"],
     ControlMode.FAIRMQ: [sys.executable, "-m", FAIRMQ_MODULE],
-    ControlMode.BASIC: [BASIC_COMMAND],
-    ControlMode.HOOK: [BASIC_COMMAND],
+    ControlMode.BASIC: list(BASIC_COMMAND),
+    ControlMode.HOOK: [HOOK_COMMAND],
 }
 
 
@@ -80,7 +80,9 @@ def test_each_mode_gets_its_emulator() -> None:
     assert emulated_command(stfb, stfb.control_mode, python="/py").arguments == \
         ("-m", FAIRMQ_MODULE)
     shell = corpus("shell-command")
-    assert emulate_task_class(shell).command.value == BASIC_COMMAND
+    assert emulate_task_class(shell, hook=True).command.value == HOOK_COMMAND
+    running = emulate_task_class(shell).command  # not a hook: lasts until STOP kills it
+    assert (running.value, *running.arguments) == BASIC_COMMAND
 
 
 @pytest.mark.parametrize("mode,local", [

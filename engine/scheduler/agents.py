@@ -15,7 +15,8 @@ agents:
     ports: 9000-9999,30000-30999
 ```
 `cpus`, `mem` and `ports` default as for the built-in agents (ports by
-position: the n-th agent gets 9000+1000n… and 30000+1000n…).
+position: the n-th agent gets 9000+1000n… and 30000+500n…, below 32768 where
+Linux's ephemeral ports begin).
 """
 from __future__ import annotations
 
@@ -36,8 +37,11 @@ DEFAULT_AGENT_COUNT = 4
 DEFAULT_CPUS = 32.0
 DEFAULT_MEM = 131072.0
 DEFAULT_HOSTNAME = "127.0.0.1"
-PORTS_PER_AGENT = 1000
+DATA_PORTS_PER_AGENT = 1000
 DATA_PORTS_BASE = 9000
+# Control ports stay below 32768, where Linux starts handing out ports to outgoing
+# connections (ip_local_port_range): a port in use by a connection cannot be listened on.
+CONTROL_PORTS_PER_AGENT = 500
 CONTROL_PORTS_BASE = 30000
 SECTION = "agents"
 _AGENT_KEYS = frozenset({"machine_id", "attributes", "cpus", "mem", "ports"})
@@ -49,11 +53,12 @@ class AgentSpecError(ValueError):
 
 
 def default_ports(position: int) -> tuple[PortRange, ...]:
-    """The n-th agent's ranges: data ports ≥ 9000, control ports ≥ 30000, its own per agent."""
-    data = DATA_PORTS_BASE + PORTS_PER_AGENT * position
-    control = CONTROL_PORTS_BASE + PORTS_PER_AGENT * position
-    return (PortRange(data, data + PORTS_PER_AGENT - 1),
-            PortRange(control, control + PORTS_PER_AGENT - 1))
+    """The n-th agent's ranges: data ports ≥ 9000, control ports ≥ 30000, its own per agent
+    (the first five agents' control ports all lie below the kernel's ephemeral range)."""
+    data = DATA_PORTS_BASE + DATA_PORTS_PER_AGENT * position
+    control = CONTROL_PORTS_BASE + CONTROL_PORTS_PER_AGENT * position
+    return (PortRange(data, data + DATA_PORTS_PER_AGENT - 1),
+            PortRange(control, control + CONTROL_PORTS_PER_AGENT - 1))
 
 
 @dataclass(frozen=True)
