@@ -15,8 +15,13 @@ from engine.environment.environment import (
                                             UnknownEnvironmentError,
 )
 from engine.environment.events import EnvironmentEvent, EventKind, Subscription
+from engine.environment.roleglob import RoleGlobError
+from engine.environment.roster import RoleInfo, UnknownTaskError
 from engine.environment.statemachine import EnvEvent, EnvState, TransitionRefused
+from engine.gosyntax import parse_go_duration
+from engine.hosting import EngineHostedElsewhere, HostInfo, find_host
 from engine.repos import AddResult, RepoError, RepoInfo, WorkflowTemplateInfo
+from engine.store.environments import DetectorInUseError
 from engine.task.errors import ChannelError, TaskClassError
 from engine.templates.render import TemplateError
 from engine.templates.yamlsource import TemplateYAMLError, VarSpec
@@ -26,13 +31,15 @@ from engine.workflow.roles import WorkflowError
 # Errors a front-end shows as they are: their messages name the file, role and field.
 USER_ERRORS: tuple[type[Exception], ...] = (
     ChannelError, ConfigurationError, EnvironmentBusy, RepoError, TaskClassError, TemplateError,
-    TemplateYAMLError, TransitionFailed, TransitionRefused, UnknownEnvironmentError, WorkflowError)
+    TemplateYAMLError, TransitionFailed, TransitionRefused, UnknownEnvironmentError, WorkflowError,
+    RoleGlobError, UnknownTaskError, EngineHostedElsewhere, DetectorInUseError)
 
 __all__ = [
-    "USER_ERRORS", "AddResult", "ChannelError", "ConfigurationError", "Engine", "EnvEvent",
-    "EnvState", "EnvironmentBusy", "EnvironmentEvent", "EnvironmentInfo", "EventKind", "RepoError",
-    "RepoInfo", "Subscription", "TaskClassError", "TaskInfo", "TaskRow", "TemplateError",
+    "USER_ERRORS", "AddResult", "ChannelError", "ConfigurationError", "DetectorInUseError",
+    "Engine", "EngineHostedElsewhere", "EnvEvent", "EnvState", "EnvironmentBusy",
+    "EnvironmentEvent", "EnvironmentInfo", "EventKind", "HostInfo", "RepoError", "RepoInfo", "RoleGlobError",
+    "RoleInfo", "Subscription", "TaskClassError", "TaskInfo", "TaskRow", "TemplateError",
     "TemplateYAMLError", "TransitionFailed", "TransitionRefused", "TransitionResult",
-    "UnknownEnvironmentError", "VarSpec", "WorkflowError", "WorkflowTemplateInfo",
-    "WorkingDirectory",
+    "UnknownEnvironmentError", "UnknownTaskError", "VarSpec", "WorkflowError",
+    "WorkflowTemplateInfo", "WorkingDirectory", "parse_go_duration", "find_host",
 ]

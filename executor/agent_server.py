@@ -125,6 +125,7 @@ class AgentTasks:
     def __init__(self, name: str, log_dir: Path | None = None) -> None:
         self.name = name
         self.log_dir = log_dir
+        self.instance = executor_instance()
         self.backlog = EventBacklog()
         self._tasks: dict[str, AgentTask] = {}
         self._starting: set[asyncio.Task[bool]] = set()
@@ -239,7 +240,8 @@ class AgentTasks:
                           exc_info=outcome)
 
     def list_tasks(self) -> agent_pb2.ListTasksReply:
-        reply = agent_pb2.ListTasksReply(agent_name=self.name, last_seq=self.backlog.last_seq)
+        reply = agent_pb2.ListTasksReply(agent_name=self.name, last_seq=self.backlog.last_seq,
+                                         instance=self.instance)
         for task_id, entry in self._tasks.items():
             task = entry.task
             reply.tasks.append(agent_pb2.TaskInfo(
@@ -248,6 +250,12 @@ class AgentTasks:
                 pid=_pid(task), state=str(task.state), control_port=task.command.control_port or 0,
                 status=entry.status, log_path=str(task.log_path or "")))
         return reply
+
+
+def executor_instance() -> str:
+    """This run of the executor: its pid and start, which no later process shares."""
+    pid = os.getpid()
+    return f"{pid}-{process_start(pid) or time.time_ns()}"
 
 
 def _pid(task: Task) -> int:
@@ -259,6 +267,8 @@ def _pid(task: Task) -> int:
         process = task.run.process
     if process is None or process.returncode is not None:
         return 0
+    if isinstance(task, ControlledTask) and task.pid:
+        return task.pid  # as announced (AnnounceTaskPIDEvent): the one its GetState reports
     return process.pid
 
 
@@ -294,13 +304,17 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
     async def Events(self, request: agent_pb2.EventsRequest,
                      context: grpc.aio.ServicerContext) -> AsyncIterator[agent_pb2.AgentEvent]:
         backlog = self.tasks.backlog
-        if request.after > backlog.last_seq:
+        instance = self.tasks.instance
+        after = request.after
+        if request.instance and request.instance != instance:
+            after = 0  # the reader counted another run's events: all of this one's are new
+        elif after > backlog.last_seq:
             await context.abort(grpc.StatusCode.OUT_OF_RANGE,
                                 f"agent {self.tasks.name}: no event {request.after} yet (newest is "
                                 f"{backlog.last_seq}): this executor is not the one that sent it; "
                                 f"list its tasks again")
-        async for seq, body in backlog.follow(request.after):
-            yield agent_pb2.AgentEvent(seq=seq, body_json=body)
+        async for seq, body in backlog.follow(after):
+            yield agent_pb2.AgentEvent(seq=seq, body_json=body, instance=instance)
 
 
 async def _answering(context: grpc.aio.ServicerContext, call: Callable[[], Any]) -> Any:

@@ -6,6 +6,7 @@ facade hands out (`EnvironmentInfo`, `TaskInfo`) and the store's records.
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.environment.statemachine import EnvEvent, EnvironmentStateMachine, EnvState
 from engine.scheduler.offers import Placement
+from engine.scheduler.placement_record import placement_to_dict
 from engine.store.records import EnvironmentRecord, TaskRecord
 from engine.task.command import TaskSpecials
 from engine.workflow.aggregation import Aggregator, TaskState, TaskStatus
@@ -130,6 +132,7 @@ class DeployedTask:
     exit_code: int | None = None
     launched: bool = False  # TASK_RUNNING was seen
     terminations: int = 0  # BASIC_TASK_TERMINATED events seen (a hook task: one per run)
+    safe_to_stop: bool = False  # END_OF_STREAM or its command ended in this run (§1.2)
 
     @property
     def agent(self) -> str:
@@ -147,6 +150,15 @@ class DeployedTask:
     def controlled(self) -> bool:
         """Driven over OCC with transitions; basic tasks only run their command."""
         return self.command.control_mode not in (ControlMode.BASIC, ControlMode.HOOK)
+
+    @property
+    def hook(self) -> bool:
+        """A hook task: run at its trigger, never driven through the environment's transitions."""
+        return self.command.control_mode is ControlMode.HOOK
+
+    @property
+    def basic(self) -> bool:
+        return self.command.control_mode is ControlMode.BASIC
 
     @property
     def gone(self) -> bool:
@@ -171,7 +183,8 @@ class DeployedTask:
                           executor_id=self.agent, control_mode=self.command.control_mode,
                           state=str(self.state), status=str(self.status), pid=self.pid,
                           control_port=self.placement.control_port, critical=self.critical,
-                          log_path=self.log_path)
+                          log_path=self.log_path, command=self.command.to_json(),
+                          placement=placement_to_dict(self.placement))
 
 
 @dataclass(frozen=True)
@@ -189,6 +202,7 @@ class TaskInfo:
     control_port: int | None
     critical: bool
     log_path: str
+    locked: bool = True  # held by an environment; an unlocked one is left for `task clean`
 
 
 @dataclass(frozen=True)
@@ -206,6 +220,7 @@ class EnvironmentInfo:
     last_transition: str
     last_result: tuple[TaskRow, ...]
     roles: dict[str, tuple[str, str]]  # role path -> aggregated (state, status), §1.5
+    detectors: tuple[str, ...] = ()  # held exclusively (o2control includedDetectors)
 
 
 @dataclass
@@ -228,6 +243,9 @@ class Environment:
     last_transition: str = ""
     last_result: TransitionResult | None = None
     hooks: EnvironmentHooks | None = None  # set by the manager before the first transition
+    detectors: tuple[str, ...] = ()  # held exclusively while the environment lives (§11)
+    auto_stop: asyncio.TimerHandle | None = None  # the auto-stop timer of the current run (§1.2)
+    emulate: bool = False  # created with --emulate: kept so a restarted engine does the same
 
     @property
     def state(self) -> EnvState:
@@ -252,18 +270,22 @@ class Environment:
             last_transition=self.last_transition,
             last_result=result.rows if result is not None else (),
             roles={path: (str(state), str(status))
-                   for path, (state, status) in self.aggregator.values().items()})
+                   for path, (state, status) in self.aggregator.values().items()},
+            detectors=self.detectors)
 
     def record(self) -> EnvironmentRecord:
         repo, _, rest = self.workflow.origin.partition("/workflows/")
         _, _, revision = rest.rpartition("@")
         return EnvironmentRecord(
             id=self.id, workflow=self.reference, repo=repo, revision=revision,
-            commit=revision, state=str(self.state), created_by=self.created_by,
+            commit=self.workflow.commit or revision, state=str(self.state),
+            created_by=self.created_by,
             user_vars=dict(self.user_vars), current_run_number=self.run_number,
             created=self.created, last_transition=self.last_transition,
             last_transition_result=[row.to_dict() for row in
-                                    (self.last_result.rows if self.last_result else ())])
+                                    (self.last_result.rows if self.last_result else ())],
+            emulate=self.emulate, last_run_number=self.last_run_number,
+            runs_started=self.starts, detectors=list(self.detectors))
 
     def task_records(self) -> list[TaskRecord]:
         return [task.record(self.id) for task in self.tasks.values()]

@@ -1,4 +1,4 @@
-"""Environment and task state changes, fanned out to whoever subscribed.
+"""Environment and task state changes and calls, fanned out to whoever subscribed.
 
 Each subscriber gets its own queue, so a slow reader never holds up the engine
 or the other readers; a reader that stops reading just stops receiving once its
@@ -11,7 +11,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Self
+from typing import TYPE_CHECKING, Self
+
+if TYPE_CHECKING:
+    from engine.integration import CallEvent
 
 QUEUE_SIZE = 10_000
 
@@ -19,11 +22,28 @@ QUEUE_SIZE = 10_000
 class EventKind(str, Enum):
     ENVIRONMENT = "environment"  # an environment changed state (or was created / destroyed)
     TASK = "task"  # a task changed state or status
+    CALL = "call"  # a call role's call started or ended (events.proto Ev_CallEvent)
+
+
+@dataclass(frozen=True)
+class Traits:
+    """A hook's traits (events.proto Traits): when it starts, is collected, times out."""
+
+    trigger: str = ""
+    await_: str = ""
+    timeout: str = ""
+    critical: bool = False
 
 
 @dataclass(frozen=True)
 class EnvironmentEvent:
-    """One change: the environment's state, or one task's state and status."""
+    """One change: the environment's state, one task's state and status, or a call.
+
+    `user` is who asked for the change: the requesting user, or `core` / `TIMER` for what
+    the engine does by itself (runend.py). A CALL event mirrors Ev_CallEvent: `func`,
+    `call_status` (OpStatus name: STARTED, DONE_OK, DONE_ERROR, DONE_TIMEOUT), `return_var`
+    (Ev_CallEvent.return, the variable its output goes to), `output`, `error`, `traits`,
+    and the call role's path in `role_path` (Ev_CallEvent.path)."""
 
     kind: EventKind
     environment_id: str
@@ -34,6 +54,21 @@ class EnvironmentEvent:
     status: str = ""
     message: str = ""
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    func: str = ""
+    call_status: str = ""
+    return_var: str = ""
+    output: str = ""
+    error: str = ""
+    traits: Traits | None = None
+
+
+def call_event(environment_id: str, state: str, user: str, call: CallEvent) -> EnvironmentEvent:
+    """A call's start or end (engine.integration.CallEvent) as an event of its environment."""
+    return EnvironmentEvent(
+        EventKind.CALL, environment_id, state, user=user, role_path=call.path,
+        message=f"{call.func} {call.status.name}", func=call.func,
+        call_status=call.status.name, return_var=call.return_var, output=call.output,
+        error=call.error, traits=Traits(call.trigger, call.await_, call.timeout, call.critical))
 
 
 class Subscription:

@@ -18,7 +18,12 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from engine.environment.environment import TaskRow
-from engine.environment.statemachine import HookPoint, HookSchedule, WeightBand
+from engine.environment.statemachine import (
+    HookPoint,
+    HookSchedule,
+    TransitionSchedule,
+    WeightBand,
+)
 from engine.integration import Call, CallResult, CallRunner, PendingCalls
 from engine.workflow.roles import CallRole, Role, TaskRole, Trigger, Workflow
 
@@ -86,6 +91,17 @@ class EnvironmentHooks:
             if failed:
                 return HookOutcome(tuple(rows), True)
         return HookOutcome(tuple(rows), False)
+
+    def task_hooks_before(self, schedule: TransitionSchedule, work: str) -> set[str]:
+        """Paths of the hook tasks a transition triggers before its step `work` (e.g. the
+        before_DEPLOY ones, which must be deployed before DEPLOY's own task step)."""
+        paths: set[str] = set()
+        for scheduled in schedule.steps:
+            if scheduled.step.name == work:
+                break
+            paths.update(path for point in scheduled.points for path in point.starts
+                         if isinstance(self.roles[path], TaskRole))
+        return paths
 
     def teardown_points(self, names: Sequence[str]) -> list[HookPoint]:
         """Every point of these triggers, both weight bands, ascending (DESTROY, after_DESTROY)."""

@@ -10,20 +10,33 @@ task records) is committed to the store before it is acknowledged.
 Hooks (hook tasks and call roles, hooks.py) run at their triggers in the order
 statemachine.transition_steps gives, the run number allocated between the
 negative and the non-negative before_START_ACTIVITY weights; DESTROY and
-after_DESTROY hooks run at destroy, before the tasks are killed.
+after_DESTROY hooks run at destroy, before the tasks are killed; hook tasks
+triggered before DEPLOY's task step are deployed first. GO_ERROR is a transition
+with its hooks; a critical enter_/after_ hook failure leads to it, as AliECS's
+ControlEnvironment does. EXIT and RECOVER are reachable (recover_plan.py).
+
+Beside this module: runend.py (runs that end by themselves, auto-stop, the core
+and timer users), deployment.py (placement retries), arguments.py (START/STOP
+arguments), detectors.py (detector locks), runtime_vars.py (what the store keeps
+of the variables), taskresult.py (`taskResult.*`).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
 from typing import Any
 
 import grpc
 
 from engine.emulation import emulate_workflow
+from engine.environment import runtime_vars
+from engine.environment.arguments import start_arguments, stop_arguments
+from engine.environment.deployment import place
+from engine.environment.detectors import environment_detectors
 from engine.environment.environment import (
     DeployedTask,
     Environment,
@@ -38,13 +51,34 @@ from engine.environment.events import (
     EventHub,
     EventKind,
     Subscription,
+    call_event,
 )
 from engine.environment.hooks import EnvironmentHooks
+from engine.environment.recover_plan import recovery_plan
+from engine.environment.recovery import (
+    Recovery,
+    RecoveryError,
+    StoredEnvironment,
+    load_stored,
+    pinned_reference,
+    readopt,
+    rebuild_environment,
+    rebuild_task,
+    recovery_result,
+)
+from engine.environment.runend import (
+    CORE_USER,
+    TIMER_USER,
+    auto_stop_delay,
+    safe_to_stop,
+)
 from engine.environment.statemachine import (
     RUN_CLEARED,
     RUN_END,
     RUN_NUMBER,
     RUN_STARTED,
+    RUN_STOPPED,
+    DestroyRefused,
     EnvEvent,
     EnvironmentStateMachine,
     EnvState,
@@ -53,17 +87,24 @@ from engine.environment.statemachine import (
     destination,
     tasks_step,
 )
+from engine.environment.taskresult import killed_by_engine, task_result_vars
 from engine.gosyntax import parse_go_duration
 from engine.integration import (
+    CallEvent,
     CallRunner,
     LoadedPlugins,
     PluginError,
     plugins_from_configuration,
 )
+from engine.scheduler.agents import AgentSpec, load_agents
 from engine.scheduler.local_agent import LocalAgentError
 from engine.scheduler.local_pool import LocalAgentPool
-from engine.scheduler.matching import match
-from engine.scheduler.offers import ResourceUse, TaskDescriptor, needs_control_port
+from engine.scheduler.offers import (
+    Placement,
+    ResourceUse,
+    TaskDescriptor,
+    needs_control_port,
+)
 from engine.store import AsyncStore, RoleTreeRecord, Store
 from engine.task.channels import BindMap
 from engine.task.command import TaskSpecials, build_task_command
@@ -87,8 +128,10 @@ KILL_TIMEOUT = 60.0
 ERROR_GRACE = 0.5  # seconds between a critical task's ERROR and the environment's GO_ERROR
 NOT_DEPLOYED = "-"
 # Events a client may ask for (§1.1: ControlEnvironment), and coconut's short names.
+# EXIT and RECOVER too, which AliECS's API cannot send (DESIGN: "Where we do better").
 CONTROLLABLE = (EnvEvent.CONFIGURE, EnvEvent.START_ACTIVITY, EnvEvent.STOP_ACTIVITY,
-                EnvEvent.RESET)
+                EnvEvent.RESET, EnvEvent.EXIT, EnvEvent.RECOVER)
+AUTOMATIC_USERS = (CORE_USER, TIMER_USER)  # transitions nobody asked for: users wait for them
 ALIASES = {"START": EnvEvent.START_ACTIVITY, "STOP": EnvEvent.STOP_ACTIVITY}
 # The task transition of each environment event: (task event, source, destination).
 TASK_TRANSITIONS: dict[EnvEvent, tuple[str, TaskState, TaskState]] = {
@@ -96,11 +139,15 @@ TASK_TRANSITIONS: dict[EnvEvent, tuple[str, TaskState, TaskState]] = {
     EnvEvent.START_ACTIVITY: ("START", TaskState.CONFIGURED, TaskState.RUNNING),
     EnvEvent.STOP_ACTIVITY: ("STOP", TaskState.RUNNING, TaskState.CONFIGURED),
     EnvEvent.RESET: ("RESET", TaskState.CONFIGURED, TaskState.STANDBY),
+    EnvEvent.RECOVER: ("RECOVER", TaskState.ERROR, TaskState.STANDBY),
 }
 _GONE_STATES = {"TASK_FINISHED": TaskState.DONE, "TASK_FAILED": TaskState.ERROR,
                 "TASK_KILLED": TaskState.ERROR, "TASK_LOST": TaskState.ERROR,
                 "TASK_ERROR": TaskState.ERROR}
 BASIC_TASK_TERMINATED = int(DeviceEventType.BASIC_TASK_TERMINATED)  # as the body carries it
+END_OF_STREAM = int(DeviceEventType.END_OF_STREAM)
+TASK_INTERNAL_ERROR = int(DeviceEventType.TASK_INTERNAL_ERROR)
+BUSY_POLL = 0.05  # seconds between looks at a busy environment, for a stop the core asks for
 HOOK_TIMEOUT = 30.0  # seconds, a hook task's timeout when its role gives none (§2.6)
 TERMINATION_WAIT = 2.0  # seconds to wait for a hook run's BASIC_TASK_TERMINATED (its exit code)
 DESTROY_TRIGGERS = ("DESTROY", "after_DESTROY")
@@ -127,6 +174,7 @@ class EnvironmentManager:
         self._tasks: dict[str, tuple[Environment, DeployedTask]] = {}
         self._changed = asyncio.Event()
         self._going_to_error: set[str] = set()
+        self._ending: set[str] = set()  # environments whose run the core or timer is stopping
         self._jobs: set[asyncio.Task[None]] = set()
         self._plugins: LoadedPlugins | None = None
         self._plugins_lock = asyncio.Lock()
@@ -159,21 +207,29 @@ class EnvironmentManager:
         """
         environment_id = new_uid()
         user_vars = {str(k): str(v) for k, v in (variables or {}).items()}
+        if "hosts" not in user_vars:  # the embedded default: every local agent's machine
+            agents = await asyncio.to_thread(load_agents, self.workdir.settings_file)
+            user_vars["hosts"] = json.dumps([agent.machine_id for agent in agents])
         loader = await asyncio.to_thread(self._loader)
         workflow = await asyncio.to_thread(loader.load, reference, user_vars,
                                            environment_id=environment_id)
         if emulate:
             emulate_workflow(workflow)
+        auto_stop_delay(workflow.root.stack, workflow.origin)  # a bad timeout fails here, not at START
+        detectors = environment_detectors(workflow)
         plugins = await self._loaded_plugins(loader)
         await self.agents.start()
         env = Environment(id=environment_id, reference=reference, workflow=workflow,
                           created_by=user, user_vars=user_vars,
                           machine=EnvironmentStateMachine(environment_id=environment_id),
-                          aggregator=Aggregator.from_workflow(workflow))
+                          aggregator=Aggregator.from_workflow(workflow), emulate=emulate)
         calls = CallRunner(plugins, namespaces=loader.library.namespaces,
-                           emulate_unloaded=emulate)
+                           emulate_unloaded=emulate, on_event=self._call_event_sink(env))
         env.hooks = EnvironmentHooks(workflow, env.id, calls,
                                      lambda role: self._run_task_hook(env, role))
+        env.detectors = detectors
+        if detectors:  # the locks go with the record: DetectorInUseError, nothing deployed
+            await self._persist(env)
         self._environments[env.id] = env
         self._publish_env(env, user, "created")
         env.begin("CREATE", user)
@@ -200,7 +256,7 @@ class EnvironmentManager:
             return self._plugins
 
     async def _transition(self, env: Environment, event: EnvEvent, user: str, *,
-                          creating: bool = False) -> None:
+                          creating: bool = False, acknowledge: bool = True) -> None:
         """One transition as §1.1.1 orders it: the hooks of each trigger band, the run-number
         work and the transition's own work (the state changes there).
 
@@ -214,8 +270,12 @@ class EnvironmentManager:
         source = env.state
         schedule = hooks.schedule.transition(event, source, destination(event, source))
         rows: list[TaskRow] = []
-        changed = False
+        changed = late_failure = False
         try:
+            if event is EnvEvent.DEPLOY:  # hook tasks triggered before the tasks exist
+                early = hooks.task_hooks_before(schedule, tasks_step(event))
+                if early:
+                    rows += await self._deploy(env, user, [], only=early)
             for scheduled in schedule.steps:
                 step = scheduled.step
                 if step.kind is StepKind.WORK:
@@ -230,10 +290,15 @@ class EnvironmentManager:
                 rows += outcome.rows
                 if outcome.critical_failure and not changed:
                     await self._cancel(env, event, user, rows, creating)
+                late_failure = late_failure or outcome.critical_failure
         except BaseException:
             hooks.drop(point.trigger for point in schedule.points())
             raise
-        await self._acknowledge(env, event, user, rows)
+        if late_failure and env.machine.can(EnvEvent.GO_ERROR):
+            # A critical enter_/after_ hook failed: the state cannot be undone, and AliECS's
+            # ControlEnvironment answers the transition's error with GO_ERROR; so do we.
+            await self._failed_transition(env, event, user, rows, creating)
+        await self._acknowledge(env, event, user, rows, announce=acknowledge)
 
     async def _run_work(self, env: Environment, name: str) -> None:
         """The core's own work between hooks (§1.1.1): the run number and its variables."""
@@ -246,6 +311,9 @@ class EnvironmentManager:
             env.workflow.env_user_vars["run_end_time_ms"] = ""
         elif name == RUN_STARTED:
             env.starts += 1
+            self._arm_auto_stop(env)
+        elif name == RUN_STOPPED:
+            self._disarm_auto_stop(env)
         elif name == RUN_CLEARED:
             if env.run_number:
                 env.last_run_number = env.run_number
@@ -288,27 +356,43 @@ class EnvironmentManager:
             return await self._configure(env, user, rows, creating=creating)
         if event is EnvEvent.START_ACTIVITY:
             return await self._start(env, user, rows)
+        if event is EnvEvent.GO_ERROR:
+            return await self._stop_running(env)
+        if event is EnvEvent.EXIT:
+            return await self._exit(env)
+        if event is EnvEvent.RECOVER:
+            return await self._recover(env, user, rows)
         return await self._simple(env, event, user, rows)
 
-    async def _deploy(self, env: Environment, user: str, hook_rows: list[TaskRow]
-                      ) -> list[TaskRow]:
-        """Place and launch every task; wait until each runs (§1.1.2 DEPLOY)."""
+    async def _deploy(self, env: Environment, user: str, hook_rows: list[TaskRow], *,
+                      only: Collection[str] | None = None,
+                      event: EnvEvent = EnvEvent.DEPLOY) -> list[TaskRow]:
+        """Place and launch every task role that has no task yet (or those of them `only`
+        names); wait until each runs (§1.1.2 DEPLOY). Placement retries as §7.2
+        (deployment.py). A critical role left out fails `event` (TransitionFailed)."""
         loader = self._loader()
         timeout = _deploy_timeout(env.workflow)
-        roles = {role.path: role for role in env.workflow.task_roles()}
+        have = {task.role.path for task in env.tasks.values()}
+        roles = {role.path: role for role in env.workflow.task_roles()
+                 if role.path not in have and (only is None or role.path in only)}
         descriptors: list[TaskDescriptor] = []
-        rows: list[TaskRow] = list(hook_rows)
+        rows: list[TaskRow] = []
+
+        def check() -> None:
+            if any(row.failed and self._critical(env, row) for row in rows):
+                self._fail(env, event, user, [*hook_rows, *rows], "cannot deploy environment")
+
         for role in roles.values():
             try:
                 descriptors.append(_descriptor(env.id, role, loader))
             except (WorkflowError, ChannelError, TemplateError) as error:
                 rows.append(_unplaced_row(role, str(error)))
-        offers = self.agents.offers(self._in_use())
-        placed = match(descriptors, offers)
-        for unplaced in (*placed.undeployable, *placed.undeployed):
-            rows.append(_unplaced_row(roles[unplaced.descriptor.role_path], unplaced.reason))
-        if any(roles[row.role_path].critical for row in rows):
-            self._fail(env, EnvEvent.DEPLOY, user, rows, "cannot deploy environment")
+        placed = await place(descriptors,
+                             lambda so_far: self.agents.offers(self._in_use(so_far)))
+        for unplaced, reason in placed.reasons():
+            rows.append(_unplaced_row(roles[unplaced.descriptor.role_path], reason))
+        check()
+        new: list[DeployedTask] = []
         for placement in placed.deployed:
             role = roles[placement.descriptor.role_path]
             task_id = new_uid()
@@ -327,25 +411,26 @@ class EnvironmentManager:
             task = DeployedTask(task_id, role, placement, command, log_path, specials=specials)
             env.tasks[task_id] = task
             self._tasks[task_id] = (env, task)
-        if any(roles[row.role_path].critical for row in rows):
-            self._fail(env, EnvEvent.DEPLOY, user, rows, "cannot deploy environment")
+            new.append(task)
+        check()
         await asyncio.to_thread((self.workdir.logs / env.id).mkdir, parents=True, exist_ok=True)
-        await asyncio.gather(*(self._launch(env, task) for task in env.tasks.values()))
-        await self._wait(lambda: all(_up(t) or t.gone or t.message for t in env.tasks.values()),
-                         timeout)
-        for task in env.tasks.values():
+        await asyncio.gather(*(self._launch(env, task) for task in new))
+        await self._wait(lambda: all(_up(t) or t.gone or t.message for t in new), timeout)
+        for task in new:
             reason = ""
             if not _up(task):
                 reason = task.message or (f"not running after {timeout:g} s (deploy_timeout)")
             rows.append(task.row(NOT_DEPLOYED, reason))
-        if any(row.failed and self._critical(env, row) for row in rows):
-            self._fail(env, EnvEvent.DEPLOY, user, rows, "cannot deploy environment")
-        return rows[len(hook_rows):]
+        check()
+        return rows
 
     async def _launch(self, env: Environment, task: DeployedTask) -> None:
         try:
+            # The deploy timeout, not the client's 10 s: an executor launching many tasks
+            # on a busy machine answers late (200 at once on 2 cores took > 10 s).
             await self.agents.client(task.agent).launch(
-                task.task_id, task.command, environment_id=env.id, log_path=task.log_path)
+                task.task_id, task.command, environment_id=env.id, log_path=task.log_path,
+                timeout=_deploy_timeout(env.workflow))
         except LocalAgentError as error:
             task.message = str(error)
             self._signal()
@@ -360,11 +445,10 @@ class EnvironmentManager:
         task failed it (the environment is then ERROR)."""
         env = self._environment(environment_id)
         chosen = parse_event(event)
+        await self._after_automatic(env)
         if env.busy is not None:
             env.begin(chosen, user)  # raises EnvironmentBusy
-        if not env.machine.can(chosen):
-            raise TransitionRefused(chosen, env.state, env.machine.allowed(), env.id)
-        if chosen not in CONTROLLABLE:
+        if not env.machine.can(chosen) or chosen not in CONTROLLABLE:  # name what a user may send
             raise TransitionRefused(chosen, env.state,
                                     [e for e in env.machine.allowed() if e in CONTROLLABLE],
                                     env.id)
@@ -374,7 +458,62 @@ class EnvironmentManager:
         finally:
             env.end()
         assert env.last_result is not None
+        if env.state is EnvState.DONE:  # EXIT: the tasks are gone, and so is the environment
+            await self._forget(env, user)
         return env.last_result
+
+    async def _after_automatic(self, env: Environment) -> None:
+        """Let a transition the core or the timer started (a run ending, GO_ERROR) finish
+        before a user's request is judged: it takes moments, and answering "busy" would
+        only make the user race the engine."""
+        deadline = time.monotonic() + TRANSITION_TIMEOUT
+        while (env.busy is not None and env.busy.user in AUTOMATIC_USERS
+               and time.monotonic() < deadline):
+            await asyncio.sleep(BUSY_POLL)
+
+    async def _exit(self, env: Environment) -> list[TaskRow]:
+        """EXIT's work: the DESTROY and after_DESTROY hooks, then every task killed, as
+        destroy does (EXIT is destroy without its STOP and RESET)."""
+        hooks = env.hooks
+        assert hooks is not None
+        rows: list[TaskRow] = []
+        for point in hooks.teardown_points(DESTROY_TRIGGERS):
+            rows += (await hooks.run([point], str(env.state), synchronous=True)).rows
+        hooks.drop_all()
+        return rows + await self._kill_all(env)
+
+    async def _recover(self, env: Environment, user: str, hook_rows: list[TaskRow]
+                       ) -> list[TaskRow]:
+        """RECOVER's work (recover_plan.py): every task back in STANDBY, gone ones deployed
+        again. A critical task that cannot be brought back keeps the environment in ERROR
+        (TransitionFailed with its row)."""
+        plan = recovery_plan(env.tasks.values())
+        rows: list[TaskRow] = []
+        if plan.redeploy:
+            await self._drop_tasks(env, plan.redeploy)
+            rows += await self._deploy(env, user, hook_rows, event=EnvEvent.RECOVER,
+                                       only={task.role.path for task in plan.redeploy})
+        if plan.stop:
+            rows += [row for row in await self._fan_out(
+                env, EnvEvent.STOP_ACTIVITY, {t.task_id: {} for t in plan.stop}) if row.failed]
+        reset = plan.reset + [t for t in plan.stop if t.state is TaskState.CONFIGURED]
+        for event, tasks in ((EnvEvent.RESET, reset), (EnvEvent.RECOVER, plan.recover)):
+            if tasks:
+                rows += await self._fan_out(env, event, {t.task_id: {} for t in tasks})
+        if any(row.failed and self._critical(env, row) for row in rows):
+            result = await self._record_failure(env, EnvEvent.RECOVER, user,
+                                                [*hook_rows, *rows], False, "failed")
+            raise TransitionFailed(f"RECOVER of environment {env.id} failed; the environment "
+                                   f"stays {env.state}", result)
+        return rows
+
+    async def _drop_tasks(self, env: Environment, tasks: list[DeployedTask]) -> None:
+        """Forget tasks whose process is gone (their roles are deployed again)."""
+        for task in tasks:
+            env.tasks.pop(task.task_id, None)
+            self._tasks.pop(task.task_id, None)
+        task_ids = [task.task_id for task in tasks]
+        await self.store.transaction(lambda store: store.tasks.delete(task_ids))
 
     async def _configure(self, env: Environment, user: str, hook_rows: list[TaskRow], *,
                          creating: bool) -> list[TaskRow]:
@@ -392,7 +531,10 @@ class EnvironmentManager:
             await self._failed_transition(env, EnvEvent.CONFIGURE, user, rows, creating)
         arguments: dict[str, dict[str, str]] = {}
         for task in env.tasks.values():
-            if not task.controlled:
+            if task.hook:
+                continue
+            if not task.controlled:  # a basic task: the transition only, no properties
+                arguments[task.task_id] = {}
                 continue
             role = task.role
             try:
@@ -411,10 +553,13 @@ class EnvironmentManager:
 
     async def _start(self, env: Environment, user: str, hook_rows: list[TaskRow]
                      ) -> list[TaskRow]:
-        """START every controlled task with the run number the run-number step allocated."""
-        run = env.run_number
-        common = {"runNumber": str(run), "run_number": str(run), "cleanup": str(env.starts)}
-        arguments = {task.task_id: dict(common) for task in env.tasks.values() if task.controlled}
+        """START every task but hooks with the run number the run-number step allocated
+        and the run's variables (arguments.py)."""
+        common = start_arguments(env.workflow.stack_of(env.workflow.root), env.run_number,
+                                 env.starts)
+        for task in env.tasks.values():
+            task.safe_to_stop = False  # a new run: nobody has ended their part yet
+        arguments = {task.task_id: dict(common) for task in env.tasks.values() if not task.hook}
         rows = await self._fan_out(env, EnvEvent.START_ACTIVITY, arguments)
         if any(row.failed and self._critical(env, row) for row in rows):
             await self._failed_transition(env, EnvEvent.START_ACTIVITY, user,
@@ -423,8 +568,11 @@ class EnvironmentManager:
 
     async def _simple(self, env: Environment, event: EnvEvent, user: str,
                       hook_rows: list[TaskRow]) -> list[TaskRow]:
-        """STOP_ACTIVITY or RESET: one task transition, no arguments."""
-        arguments = {task.task_id: {} for task in env.tasks.values() if task.controlled}
+        """STOP_ACTIVITY (with the run's end variables, arguments.py) or RESET (none): one
+        task transition for every task but hooks."""
+        common = (stop_arguments(env.workflow.stack_of(env.workflow.root))
+                  if event is EnvEvent.STOP_ACTIVITY else {})
+        arguments = {task.task_id: dict(common) for task in env.tasks.values() if not task.hook}
         rows = await self._fan_out(env, event, arguments)
         if any(row.failed and self._critical(env, row) for row in rows):
             await self._failed_transition(env, event, user, [*hook_rows, *rows], False)
@@ -435,8 +583,7 @@ class EnvironmentManager:
         task = next((t for t in env.tasks.values() if t.role.path == role.path), None)
         if task is None:
             return TaskRow("", role.path, "", NOT_DEPLOYED, NOT_DEPLOYED,
-                           f"hook task {role.path} is not deployed (hooks before DEPLOY's "
-                           "task step cannot run tasks)")
+                           f"hook task {role.path} is not deployed")
         if task.gone:
             return task.row(task.state, f"hook task is gone ({task.mesos_state})")
         timeout = (task.command.timeout_ns / 1e9) or HOOK_TIMEOUT
@@ -497,18 +644,40 @@ class EnvironmentManager:
 
     async def _failed_transition(self, env: Environment, event: EnvEvent, user: str,
                                  rows: list[TaskRow], creating: bool) -> None:
-        """A critical task failed `event`: the environment goes to ERROR (RUNNING tasks are
-        stopped first, as AliECS's GO_ERROR does); raises TransitionFailed."""
-        running = {t.task_id: {} for t in env.tasks.values()
-                   if t.controlled and t.state is TaskState.RUNNING}
-        if running:
-            await self._fan_out(env, EnvEvent.STOP_ACTIVITY, running)
-        await self._run_work(env, RUN_CLEARED)
-        env.machine.fire(EnvEvent.GO_ERROR)
-        result = await self._record_failure(env, event, user, rows, creating, "failed")
+        """A critical task or hook failed `event`: the environment goes to ERROR through
+        GO_ERROR (its hooks, RUNNING tasks stopped); raises TransitionFailed whose table
+        holds `rows` and what failed in GO_ERROR itself."""
+        error_rows = await self._go_error_after(env, user or CORE_USER)
+        result = await self._record_failure(env, event, user, [*rows, *error_rows], creating,
+                                            "failed")
         where = "creation" if creating else event.value
         raise TransitionFailed(f"{where} of environment {env.id} failed; the environment is "
                                f"{env.state}", result)
+
+    async def _go_error_after(self, env: Environment, user: str) -> list[TaskRow]:
+        """GO_ERROR as a transition (§1.1.1, §1.1.2): before_GO_ERROR hooks, the RUNNING
+        tasks stopped, after_GO_ERROR hooks, the run cleared. A critical GO_ERROR hook
+        cannot keep the environment out of ERROR: the state is then forced, as AliECS's
+        Sm.SetState("ERROR"). Returns the failed rows of GO_ERROR itself."""
+        try:
+            await self._transition(env, EnvEvent.GO_ERROR, user, acknowledge=False)
+        except TransitionFailed as error:
+            self._disarm_auto_stop(env)
+            await self._run_work(env, RUN_CLEARED)
+            env.machine = EnvironmentStateMachine(EnvState.ERROR, env.id)
+            return list(error.result.failed)
+        assert env.last_result is not None
+        return list(env.last_result.failed)
+
+    async def _stop_running(self, env: Environment) -> list[TaskRow]:
+        """GO_ERROR's work: STOP every RUNNING task with the snake_case stop arguments only;
+        the outcome is reported, never a reason to stay out of ERROR."""
+        common = stop_arguments(env.workflow.stack_of(env.workflow.root), camel=False)
+        running = {t.task_id: dict(common) for t in env.tasks.values()
+                   if not t.hook and t.state is TaskState.RUNNING}
+        if not running:
+            return []
+        return await self._fan_out(env, EnvEvent.STOP_ACTIVITY, running)
 
     def _fail(self, env: Environment, event: EnvEvent, user: str, rows: list[TaskRow],
               message: str) -> None:
@@ -526,17 +695,20 @@ class EnvironmentManager:
         return bool(getattr(role, "critical", True))
 
     async def _acknowledge(self, env: Environment, event: EnvEvent, user: str,
-                           rows: list[TaskRow]) -> None:
-        """Keep the result, commit it to the store, then tell the subscribers."""
+                           rows: list[TaskRow], *, announce: bool = True) -> None:
+        """Keep the result, commit it to the store, then tell the subscribers; without
+        `announce` (a GO_ERROR inside a failed transition, which reports it) only keep it."""
         env.last_transition = event.value
         env.last_result = TransitionResult(env.id, event.value, str(env.state), env.run_number,
                                            tuple(rows), user)
-        await self._persist(env)
-        self._publish_env(env, user, f"{event} done")
+        if announce:
+            await self._persist(env)
+            self._publish_env(env, user, f"{event} done")
 
     async def _persist(self, env: Environment) -> None:
         record, tasks = env.record(), env.task_records()
-        tree = (RoleTreeRecord(env.id, env.workflow.to_dict())
+        runtime = runtime_vars.collect(env.workflow)
+        tree = (RoleTreeRecord(env.id, env.workflow.to_dict(), runtime)
                 if env.last_transition == EnvEvent.DEPLOY.value else None)
 
         def save(store: Store) -> None:
@@ -544,31 +716,43 @@ class EnvironmentManager:
             store.tasks.upsert(tasks)
             if tree is not None:  # the workflow as deployed, once
                 store.environments.save_role_tree(tree)
+            elif env.last_transition:  # deployed: the tree is there; its variables change
+                store.environments.save_runtime_vars(env.id, runtime)
 
         await self.store.transaction(save)
 
     # ---------------------------------------------------------------- destroy
 
-    async def destroy(self, environment_id: str, user: str = "") -> TransitionResult:
+    async def destroy(self, environment_id: str, user: str = "", *, keep_tasks: bool = False,
+                      allow_in_running_state: bool = True, force: bool = False
+                      ) -> TransitionResult:
         """STOP if RUNNING, RESET if CONFIGURED (failures only logged, as a forced teardown),
-        kill every task, release the detectors and forget the environment."""
+        the teardown hooks, kill every task, release the detectors and forget the
+        environment (§1.1.4). `force` skips STOP and RESET; `keep_tasks` releases the
+        tasks instead of killing them (they run on, unlocked, until a task cleanup);
+        `allow_in_running_state=False` refuses a RUNNING environment (DestroyRefused,
+        nothing changed) unless forced."""
         env = self._environment(environment_id)
+        await self._after_automatic(env)
+        if env.state is EnvState.RUNNING and not (allow_in_running_state or force):
+            raise DestroyRefused(env.id, env.state)
         env.begin("DESTROY", user)
         rows: list[TaskRow] = []
         try:
             for state, event in ((EnvState.RUNNING, EnvEvent.STOP_ACTIVITY),
                                  (EnvState.CONFIGURED, EnvEvent.RESET)):
-                if env.state is state:
+                if env.state is state and not force:
                     try:
                         await self._transition(env, event, user)
                     except TransitionFailed as error:
                         log.warning("destroy of %s: %s; killing the tasks anyway", env.id, error)
             rows = await self._teardown_hooks(env)
-            rows += await self._kill_all(env)
+            if not keep_tasks:
+                rows += await self._kill_all(env)
         finally:
             env.end()
         result = TransitionResult(env.id, "DESTROY", EnvState.DONE.value, 0, tuple(rows), user)
-        await self._forget(env, user)
+        await self._forget(env, user, kill=not keep_tasks)
         return result
 
     async def _teardown_hooks(self, env: Environment) -> list[TaskRow]:
@@ -605,9 +789,12 @@ class EnvironmentManager:
 
         return list(await asyncio.gather(*(kill(task) for task in env.tasks.values())))
 
-    async def _forget(self, env: Environment, user: str) -> None:
-        """Kill what is left of the environment, and drop it from memory and the store."""
-        if any(not t.gone and t.state is not TaskState.DONE for t in env.tasks.values()):
+    async def _forget(self, env: Environment, user: str, *, kill: bool = True) -> None:
+        """Kill what is left of the environment (or, without `kill`, release its tasks:
+        unlocked, they run on), and drop it from memory and the store."""
+        self._disarm_auto_stop(env)
+        if kill and any(not t.gone and t.state is not TaskState.DONE
+                        for t in env.tasks.values()):
             await self._kill_all(env)
         for task_id in env.tasks:
             self._tasks.pop(task_id, None)
@@ -615,7 +802,10 @@ class EnvironmentManager:
         task_ids = list(env.tasks)
 
         def delete(store: Store) -> None:
-            store.tasks.delete(task_ids)
+            if kill:
+                store.tasks.delete(task_ids)
+            else:
+                store.tasks.release(env.id)
             store.environments.delete(env.id)
 
         await self.store.transaction(delete)
@@ -632,6 +822,7 @@ class EnvironmentManager:
         if entry is None:
             return
         env, task = entry
+        ends_run = False
         if kind == "StatusUpdate":
             state = str(body.get("state", ""))
             task.mesos_state = state
@@ -647,10 +838,24 @@ class EnvironmentManager:
         elif kind == "DeviceEvent" and body.get("type") == BASIC_TASK_TERMINATED:
             task.exit_code = body.get("exitCode")
             task.terminations += 1
+            task.role.user_vars.update(task_result_vars(body))
+            # A command the engine killed (STOP, destroy) did not end its part of a run.
+            ends_run = task.safe_to_stop = not task.hook and not killed_by_engine(body)
+        elif kind == "DeviceEvent" and body.get("type") == END_OF_STREAM:
+            ends_run = task.safe_to_stop = True
+        elif kind == "DeviceEvent" and body.get("type") == TASK_INTERNAL_ERROR:
+            # The process went to ERROR by itself (§1.2): a critical one takes the
+            # environment to ERROR through _task_changed; a non-critical one only shows.
+            task.state = TaskState.ERROR
+            task.message = "the process reported an internal error (TASK_INTERNAL_ERROR)"
         else:
             return
         self._task_changed(env, task)
         self._signal()
+        if ends_run:
+            why = ("end of stream" if body.get("type") == END_OF_STREAM
+                   else f"its command ended (exit code {task.exit_code})")
+            self._ask_run_end(env, f"task {task.role.path} on {task.host}: {why}")
 
     def _task_changed(self, env: Environment, task: DeployedTask) -> None:
         """Roll the task's state up the role tree and tell the subscribers; a critical task
@@ -674,19 +879,85 @@ class EnvironmentManager:
             if env.busy is not None or env.id not in self._environments \
                     or env.state not in (EnvState.CONFIGURED, EnvState.RUNNING):
                 return
-            env.begin(EnvEvent.GO_ERROR, "")
+            env.begin(EnvEvent.GO_ERROR, CORE_USER)
             try:
                 reason = (f"critical task '{task.role.path}' on host '{task.host}' transitioned "
                           f"to ERROR" + (f" ({task.message})" if task.message else ""))
                 rows = [task.row(task.state, reason)]
                 with contextlib.suppress(TransitionFailed):
-                    await self._failed_transition(env, EnvEvent.GO_ERROR, "", rows, False)
+                    await self._failed_transition(env, EnvEvent.GO_ERROR, CORE_USER, rows,
+                                                  False)
             finally:
                 env.end()
         except Exception:
             log.exception("environment %s: GO_ERROR after task %s failed", env.id, task.task_id)
         finally:
             self._going_to_error.discard(env.id)
+
+    # ---------------------------------------------------------------- runs ending by themselves
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run background work of the manager; close() cancels what is left."""
+        job = asyncio.get_running_loop().create_task(work)
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+
+    def _ask_run_end(self, env: Environment, why: str) -> None:
+        """A task said its part of the run is over (§1.2): stop the run once it is safe."""
+        if env.id in self._ending or (env.state is not EnvState.RUNNING and env.busy is None):
+            return
+        self._ending.add(env.id)
+        self._spawn(self._end_run(env, CORE_USER, why))
+
+    def _arm_auto_stop(self, env: Environment) -> None:
+        """After START_ACTIVITY: the auto-stop timer, when the workflow asks for one."""
+        self._disarm_auto_stop(env)
+        delay = auto_stop_delay(env.workflow.stack_of(env.workflow.root), env.workflow.origin)
+        if delay is None:
+            return
+
+        def fire() -> None:
+            env.auto_stop = None
+            if env.id not in self._ending:
+                self._ending.add(env.id)
+                self._spawn(self._end_run(env, TIMER_USER, f"auto-stop after {delay:g} s"))
+
+        env.auto_stop = asyncio.get_running_loop().call_later(delay, fire)
+
+    @staticmethod
+    def _disarm_auto_stop(env: Environment) -> None:
+        if env.auto_stop is not None:
+            env.auto_stop.cancel()
+            env.auto_stop = None
+
+    async def _end_run(self, env: Environment, user: str, why: str) -> None:
+        """STOP_ACTIVITY asked for by the core or the timer, once the transition under way
+        (if any) is over; a stop the tasks asked for needs the run to be safe to stop
+        then. If that STOP fails and the run is still on, GO_ERROR (§1.2)."""
+        try:
+            while env.busy is not None and env.id in self._environments:
+                await asyncio.sleep(BUSY_POLL)
+            if env.id not in self._environments or env.state is not EnvState.RUNNING:
+                return
+            if user == CORE_USER and not safe_to_stop(env.tasks.values()):
+                return
+            log.info("environment %s: %s stops run %d: %s", env.id, user, env.run_number, why)
+            self._publish_env(env, user, f"STOP_ACTIVITY by {user}: {why}")
+            env.begin(EnvEvent.STOP_ACTIVITY, user)
+            try:
+                await self._transition(env, EnvEvent.STOP_ACTIVITY, user)
+            except TransitionFailed as error:
+                log.warning("environment %s: the stop by %s failed: %s", env.id, user, error)
+                if env.state is EnvState.RUNNING:  # cancelled by a hook: the run is still on
+                    with contextlib.suppress(TransitionFailed):
+                        await self._failed_transition(env, EnvEvent.STOP_ACTIVITY, user,
+                                                      list(error.result.rows), False)
+            finally:
+                env.end()
+        except Exception:
+            log.exception("environment %s: the stop by %s failed", env.id, user)
+        finally:
+            self._ending.discard(env.id)
 
     def _signal(self) -> None:
         self._changed.set()
@@ -702,11 +973,14 @@ class EnvironmentManager:
                 await asyncio.wait_for(self._changed.wait(), remaining)
         return True
 
-    def _in_use(self) -> dict[str, list[ResourceUse]]:
+    def _in_use(self, placed: Iterable[Placement] = ()) -> dict[str, list[ResourceUse]]:
+        """What every live task holds on its agent, and what `placed` (not launched yet) will."""
         uses: dict[str, list[ResourceUse]] = {}
         for _, task in self._tasks.values():
             if not task.gone:
                 uses.setdefault(task.agent, []).append(task.placement.use())
+        for placement in placed:
+            uses.setdefault(placement.agent_id, []).append(placement.use())
         return uses
 
     def _publish_env(self, env: Environment, user: str, message: str) -> None:
@@ -715,11 +989,20 @@ class EnvironmentManager:
 
     def _publish_task(self, env: Environment, task: DeployedTask) -> None:
         self.events.publish(EnvironmentEvent(EventKind.TASK, env.id, str(task.state),
-                                             task_id=task.task_id, role_path=task.role.path,
-                                             status=str(task.status), message=task.message))
+                                             user=_requester(env), task_id=task.task_id,
+                                             role_path=task.role.path, status=str(task.status),
+                                             message=task.message))
+
+    def _call_event_sink(self, env: Environment) -> Callable[[CallEvent], None]:
+        """Where an environment's CallRunner reports its calls: the event hub (Ev_CallEvent)."""
+        def publish(call: CallEvent) -> None:
+            self.events.publish(call_event(env.id, str(env.state), _requester(env), call))
+        return publish
 
     async def close(self) -> None:
         """Disconnect from the agents; tasks and executors keep running."""
+        for env in self._environments.values():
+            self._disarm_auto_stop(env)
         for job in list(self._jobs):
             job.cancel()
         self.events.close()
@@ -728,8 +1011,101 @@ class EnvironmentManager:
         if plugins is not None:
             await plugins.destroy_all()
 
+    # --- recovery (H1): the store's environments re-adopted when an engine starts hosting
+
+    recovery: Recovery | None = None  # what recover() found
+
+    async def recover(self) -> Recovery:
+        """Reload every environment of the store, reconnect the executors and re-adopt the
+        live tasks with the states their executors report (recovery.py).
+
+        A task that died while no engine ran is reported: a row in its environment's last
+        result and a task event; a critical one puts a CONFIGURED or RUNNING environment in
+        ERROR through the GO_ERROR path (§1.2). An environment that cannot be rebuilt stays
+        in the store untouched and is named in `failures`.
+        """
+        stored = await asyncio.to_thread(load_stored, self.store.store)
+        if not stored:
+            self.recovery = Recovery()
+            return self.recovery
+        loader = await asyncio.to_thread(self._loader)
+        specs = {spec.name: spec
+                 for spec in await asyncio.to_thread(load_agents, self.workdir.settings_file)}
+        rebuilt: list[Environment] = []
+        failures: list[str] = []
+        for entry in stored:
+            try:
+                rebuilt.append(await self._rebuild(entry, loader, specs))
+            except (RecoveryError, WorkflowError, ChannelError, TemplateError) as error:
+                log.error("recovery: environment %s left in the store: %s", entry.record.id,
+                          error)
+                failures.append(f"environment {entry.record.id}: {error}")
+        for env in rebuilt:
+            self._environments[env.id] = env
+            for task in env.tasks.values():
+                self._tasks[task.task_id] = (env, task)
+        await self.agents.start()
+        # No await from here to the end of the loop: events newer than the listings wait.
+        listings = self.agents.listings
+        lost: list[TaskRow] = []
+        for env in rebuilt:
+            rows = []
+            for task in env.tasks.values():
+                listing = listings.get(task.agent)
+                remote = None if listing is None else next(
+                    (t for t in listing.tasks if t.task_id == task.task_id), None)
+                row = readopt(task, remote, listing)
+                if row is not None:
+                    rows.append(row)
+            if rows:
+                env.last_result = recovery_result(env, rows)
+                lost += rows
+            for task in env.tasks.values():
+                self._task_changed(env, task)
+            if env.state is EnvState.RUNNING:
+                self._arm_auto_stop(env)  # the timer starts again, with its full delay
+            self._publish_env(env, "", f"recovered: {len(env.tasks) - len(rows)} task(s) "
+                                       f"re-adopted, {len(rows)} died while no engine ran")
+        for env in rebuilt:
+            await self._persist(env)
+        self.recovery = Recovery(tuple(env.id for env in rebuilt), tuple(lost), tuple(failures))
+        return self.recovery
+
+    async def _rebuild(self, entry: StoredEnvironment, loader: WorkflowLoader,
+                       specs: Mapping[str, AgentSpec]) -> Environment:
+        """One environment as create() built it: its workflow at the stored commit with the
+        stored variables and id, its tasks from their records, its hooks."""
+        record = entry.record
+        workflow = await asyncio.to_thread(loader.load, pinned_reference(record),
+                                           record.user_vars, environment_id=record.id)
+        if record.emulate:
+            emulate_workflow(workflow)
+        env = rebuild_environment(record, workflow, entry.runtime_vars)
+        for task_record in entry.tasks:
+            task = rebuild_task(env, task_record, specs,
+                                lambda role: _descriptor(env.id, role, loader))
+            env.tasks[task.task_id] = task
+        plugins = await self._loaded_plugins(loader)
+        calls = CallRunner(plugins, namespaces=loader.library.namespaces,
+                           emulate_unloaded=env.emulate, on_event=self._call_event_sink(env))
+        env.hooks = EnvironmentHooks(workflow, env.id, calls,
+                                     lambda role: self._run_task_hook(env, role))
+        return env
+
+    # --- roster (H4): what roster.py (task listing, cleanup, role queries, logs) reads
+
+    def environments(self) -> list[Environment]:
+        """The environments in memory, in creation order."""
+        return list(self._environments.values())
+
 
 # ---------------------------------------------------------------- helpers
+
+def _requester(env: Environment) -> str:
+    """Who the environment's current change is for: the user of the transition under way,
+    else the core (a task changing on its own)."""
+    return env.busy.user if env.busy is not None and env.busy.user else CORE_USER
+
 
 def _timeout_ns(role: TaskRole) -> int:
     """The role's `timeout` (a Go duration; the loader checked it) in nanoseconds."""

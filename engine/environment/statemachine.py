@@ -48,7 +48,7 @@ class EnvEvent(str, Enum):
         return self.value
 
     @classmethod
-    def parse(cls, text: str) -> "EnvEvent":
+    def parse(cls, text: str) -> EnvEvent:
         """The event named by text (any case); ValueError listing the events otherwise."""
         try:
             return cls(text.strip().upper())
@@ -72,6 +72,20 @@ class TransitionRefused(Exception):
         else:
             options = f"no event is allowed from {state}"
         super().__init__(f"cannot {event}: {who} is {state} ({options}); nothing was changed")
+
+
+class DestroyRefused(TransitionRefused):
+    """destroy of a RUNNING environment without allow_in_running_state (coconut `-a`) or
+    force (`-f`); nothing was changed."""
+
+    def __init__(self, environment_id: str, state: EnvState) -> None:
+        Exception.__init__(self, f"cannot destroy environment {environment_id}: it is {state}; "
+                           "stop the run first, or destroy it with allow_in_running_state "
+                           "(-a) or force (-f); nothing was changed")
+        self.event = EnvEvent.EXIT
+        self.state = state
+        self.allowed = (EnvEvent.STOP_ACTIVITY,)
+        self.environment_id = environment_id
 
 
 class EnvironmentStateMachine(StateMachine):
@@ -300,7 +314,7 @@ class HookSchedule:
         return Hook(path, trigger, await_ if await_ is not None else trigger)
 
     @classmethod
-    def from_workflow(cls, workflow: Workflow) -> "HookSchedule":
+    def from_workflow(cls, workflow: Workflow) -> HookSchedule:
         """Task and call roles with a trigger, in template order (no await: the trigger)."""
         return cls(Hook(role.path, role.trigger, role.await_ or role.trigger)
                    for role in workflow.roles()

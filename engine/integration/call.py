@@ -49,6 +49,7 @@ class CallStatus(Enum):
     STARTED = 1
     DONE_OK = 3
     DONE_ERROR = 4
+    DONE_TIMEOUT = 5  # given up after its timeout and grace (see the module's docstring)
 
 
 @dataclass(frozen=True)
@@ -250,9 +251,10 @@ class Call:
             f"{self.describe} failed: no answer within its timeout of "
             f"{format_seconds(runner.timeout_seconds(self.role))} plus "
             f"{format_seconds(runner.grace)} grace; the plugin does not enforce __call_timeout, "
-            f"so nutshell gave up on it (a late answer is ignored)"))
+            f"so nutshell gave up on it (a late answer is ignored)"), CallStatus.DONE_TIMEOUT)
 
-    def _settle(self, output: str, error: str | None) -> None:
+    def _settle(self, output: str, error: str | None,
+                status: CallStatus = CallStatus.DONE_ERROR) -> None:
         assert self._future is not None
         if self._overrun_timer is not None:
             self._overrun_timer.cancel()
@@ -263,7 +265,7 @@ class Call:
             self._event(CallStatus.DONE_OK, output=output)
         else:
             log.log(logging.ERROR if self.role.critical else logging.WARNING, "%s", error)
-            self._event(CallStatus.DONE_ERROR, output=output, error=error)
+            self._event(status, output=output, error=error)
 
     def done(self) -> bool:
         return self._future is not None and self._future.done()

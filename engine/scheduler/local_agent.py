@@ -101,11 +101,16 @@ class RemoteTask:
 
 @dataclass(frozen=True)
 class AgentTaskList:
-    """An executor's tasks and the seq of its newest event: follow events() from there."""
+    """An executor's tasks and the seq of its newest event: follow events() from there.
+
+    `instance` names the run of the executor the seq counts in (a restarted executor
+    counts from 1 again).
+    """
 
     agent_name: str
     last_seq: int
     tasks: tuple[RemoteTask, ...]
+    instance: str = ""
 
 
 @dataclass(frozen=True)
@@ -207,23 +212,29 @@ class LocalAgentClient:
         except grpc.aio.AioRpcError as error:
             raise self._error("ListTasks", error) from None
         return AgentTaskList(reply.agent_name, reply.last_seq,
-                             tuple(RemoteTask.from_proto(t) for t in reply.tasks))
+                             tuple(RemoteTask.from_proto(t) for t in reply.tasks),
+                             reply.instance)
 
-    async def events(self, after: int = 0) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    async def events(self, after: int = 0, instance: str = ""
+                     ) -> AsyncIterator[tuple[int, dict[str, Any]]]:
         """(seq, body) of every event after `after`, following live; survives reconnects.
 
-        A dropped connection is re-opened from the last seq seen. A gap in seq means
-        the executor's backlog no longer held what was missed. Ends when the client closes;
-        a refusal other than UNAVAILABLE raises LocalAgentError.
+        `instance` is the executor run `after` counts in (AgentTaskList.instance). A dropped
+        connection is re-opened from the last seq seen; if the executor restarted meanwhile,
+        the new one sends all of its events, none skipped. A gap in seq means the executor's
+        backlog no longer held what was missed. Ends when the client closes; a refusal other
+        than UNAVAILABLE raises LocalAgentError.
         """
         cursor = after
         failures = 0
         while not self._closed:
-            call = self._stub.Events(agent_pb2.EventsRequest(after=cursor), metadata=self._metadata)
+            call = self._stub.Events(agent_pb2.EventsRequest(after=cursor, instance=instance),
+                                     metadata=self._metadata)
             try:
                 async for event in call:
                     failures = 0
                     cursor = event.seq
+                    instance = event.instance or instance
                     yield event.seq, json.loads(event.body_json)
             except grpc.aio.AioRpcError as error:
                 if self._closed or error.code() is grpc.StatusCode.CANCELLED:

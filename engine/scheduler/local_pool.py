@@ -20,6 +20,7 @@ from typing import Any
 
 from engine.scheduler.agents import AgentSpec, load_agents
 from engine.scheduler.local_agent import (
+    AgentTaskList,
     LocalAgentClient,
     LocalAgentError,
     LocalAgentProcess,
@@ -60,6 +61,8 @@ class LocalAgentPool:
         self._on_event = on_event
         self.specs: tuple[AgentSpec, ...] = ()
         self.clients: dict[str, LocalAgentClient] = {}
+        # What each executor ran when this pool connected: re-adoption starts from it.
+        self.listings: dict[str, AgentTaskList] = {}
         self._processes: dict[str, LocalAgentProcess] = {}
         self._readers: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
@@ -69,7 +72,11 @@ class LocalAgentPool:
         return bool(self.clients)
 
     async def start(self) -> None:
-        """Connect to every declared agent's executor, starting those not running; idempotent."""
+        """Connect to every declared agent's executor, starting those not running; idempotent.
+
+        Each executor's tasks are listed once (`listings`) and its events followed from
+        that listing on, so nothing it reports later is missed.
+        """
         async with self._lock:
             if self.clients:
                 return
@@ -85,15 +92,26 @@ class LocalAgentPool:
                 for client in clients.values():
                     await client.close()
                 raise failures[0]
+            try:
+                listings = await asyncio.gather(*(c.list_tasks() for c in clients.values()))
+            except BaseException:
+                for client in clients.values():
+                    await client.close()
+                raise
             self.specs, self._processes, self.clients = tuple(specs), processes, clients
+            self.listings = dict(zip(clients, listings))
+            # Readers start only now, with no await after: an event newer than a listing is
+            # never handed over before the caller has read `listings`.
             for name, client in clients.items():
-                last_seq = (await client.list_tasks()).last_seq
-                self._readers.append(asyncio.create_task(self._follow(name, client, last_seq),
-                                                         name=f"events of agent {name}"))
+                listing = self.listings[name]
+                self._readers.append(asyncio.create_task(
+                    self._follow(name, client, listing.last_seq, listing.instance),
+                    name=f"events of agent {name}"))
 
-    async def _follow(self, name: str, client: LocalAgentClient, after: int) -> None:
+    async def _follow(self, name: str, client: LocalAgentClient, after: int,
+                      instance: str) -> None:
         try:
-            async for _, body in client.events(after):
+            async for _, body in client.events(after, instance):
                 try:
                     self._on_event(name, body)
                 except Exception:  # one bad event must not stop the agent's stream
@@ -124,6 +142,7 @@ class LocalAgentPool:
         async with self._lock:
             readers, self._readers = self._readers, []
             clients, self.clients = self.clients, {}
+            self.listings = {}
             for reader in readers:
                 reader.cancel()
             for client in clients.values():

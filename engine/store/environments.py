@@ -39,7 +39,8 @@ class EnvironmentNotFoundError(StoreError):
 
 
 _COLUMNS = ("id, workflow, repo, revision, commit_hash, user_vars, state, current_run_number, "
-            "created, created_by, last_transition, last_transition_result, detectors")
+            "created, created_by, last_transition, last_transition_result, detectors, emulate, "
+            "last_run_number, runs_started")
 
 
 class EnvironmentStore:
@@ -56,7 +57,8 @@ class EnvironmentStore:
             # An upsert, not INSERT OR REPLACE: replacing would delete the row and, with it,
             # the role tree and locks that reference it.
             db.execute(
-                f"INSERT INTO environments ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                f"INSERT INTO environments ({_COLUMNS}) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(id) DO UPDATE SET workflow = excluded.workflow, "
                 "repo = excluded.repo, revision = excluded.revision, "
                 "commit_hash = excluded.commit_hash, user_vars = excluded.user_vars, "
@@ -64,11 +66,14 @@ class EnvironmentStore:
                 "created = excluded.created, created_by = excluded.created_by, "
                 "last_transition = excluded.last_transition, "
                 "last_transition_result = excluded.last_transition_result, "
-                "detectors = excluded.detectors",
+                "detectors = excluded.detectors, emulate = excluded.emulate, "
+                "last_run_number = excluded.last_run_number, "
+                "runs_started = excluded.runs_started",
                 (record.id, record.workflow, record.repo, record.revision, record.commit,
                  to_json(record.user_vars), record.state, record.current_run_number,
                  format_time(record.created), record.created_by, record.last_transition,
-                 to_json(record.last_transition_result), to_json(list(record.detectors))))
+                 to_json(record.last_transition_result), to_json(list(record.detectors)),
+                 int(record.emulate), record.last_run_number, record.runs_started))
             db.execute("DELETE FROM detector_locks WHERE environment_id = ?", (record.id,))
             db.executemany("INSERT INTO detector_locks (detector, environment_id) VALUES (?, ?)",
                            [(detector, record.id) for detector in detectors])
@@ -118,7 +123,8 @@ class EnvironmentStore:
             current_run_number=int(row["current_run_number"]),
             created=parse_time(row["created"], f"{where}, created"),
             last_transition=row["last_transition"], last_transition_result=result,
-            detectors=[str(d) for d in detectors])
+            detectors=[str(d) for d in detectors], emulate=bool(row["emulate"]),
+            last_run_number=int(row["last_run_number"]), runs_started=int(row["runs_started"]))
 
     # --- detector locks ----------------------------------------------------------------------
 

@@ -36,6 +36,9 @@ class EnvironmentRecord:
     last_transition: str = ""       # the event, e.g. START_ACTIVITY
     last_transition_result: list[dict[str, Any]] = field(default_factory=list)  # table rows
     detectors: list[str] = field(default_factory=list)  # held exclusively while saved
+    emulate: bool = False           # created with --emulate (unloaded plugins answer no-ops)
+    last_run_number: int = 0
+    runs_started: int = 0           # completed STARTs: the `cleanup` argument of the next one
 
 
 @dataclass
@@ -66,6 +69,8 @@ class TaskRecord:
     critical: bool = True
     locked: bool = True
     log_path: str = ""
+    command: str = ""               # the TaskCommandInfo JSON it was launched with
+    placement: dict[str, Any] = field(default_factory=dict)  # ports and endpoints it was given
 
 
 def to_json(value: Any) -> str:

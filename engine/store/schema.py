@@ -74,4 +74,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 2: what recovery needs to rebuild an environment's tasks after the host died
+    (
+        "ALTER TABLE tasks ADD COLUMN command TEXT NOT NULL DEFAULT ''",  # TaskCommandInfo JSON
+        "ALTER TABLE tasks ADD COLUMN placement TEXT NOT NULL DEFAULT '{}'",  # ports, endpoints
+        "ALTER TABLE environments ADD COLUMN emulate INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE environments ADD COLUMN last_run_number INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE environments ADD COLUMN runs_started INTEGER NOT NULL DEFAULT 0",
+    ),
 )

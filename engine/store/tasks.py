@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
+from typing import Any
 
-from engine.store.database import Database
-from engine.store.records import TaskRecord, parse_control_mode
+from engine.store.database import Database, StoreError
+from engine.store.records import TaskRecord, from_json, parse_control_mode, to_json
 
 _COLUMNS = ("task_id, environment_id, role_path, class_identifier, agent_id, hostname, "
             "executor_id, pid, control_port, control_mode, state, status, critical, locked, "
-            "log_path")
+            "log_path, command, placement")
 
 
 class TaskStore:
@@ -24,10 +25,11 @@ class TaskStore:
         """Insert or replace these tasks' records, all in one transaction."""
         rows = [(r.task_id, r.environment_id, r.role_path, r.class_identifier, r.agent_id,
                  r.hostname, r.executor_id, r.pid, r.control_port, str(r.control_mode), r.state,
-                 r.status, int(r.critical), int(r.locked), r.log_path) for r in records]
+                 r.status, int(r.critical), int(r.locked), r.log_path, r.command,
+                 to_json(r.placement)) for r in records]
         with self._database.transaction() as db:
             db.executemany(f"INSERT OR REPLACE INTO tasks ({_COLUMNS}) "
-                           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     def get(self, task_id: str) -> TaskRecord | None:
         rows = self._database.query(f"SELECT {_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
@@ -71,4 +73,12 @@ class TaskStore:
             pid=row["pid"], control_port=row["control_port"],
             control_mode=parse_control_mode(row["control_mode"], where), state=row["state"],
             status=row["status"], critical=bool(row["critical"]), locked=bool(row["locked"]),
-            log_path=row["log_path"])
+            log_path=row["log_path"], command=row["command"],
+            placement=self._placement(row))
+
+    def _placement(self, row: sqlite3.Row) -> dict[str, Any]:
+        where = f"{self._database.path}: task {row['task_id']}, placement"
+        placement = from_json(row["placement"], where)
+        if not isinstance(placement, dict):
+            raise StoreError(f"{where}: expected a JSON object")
+        return placement

@@ -591,7 +591,8 @@ def load_workflow_file(file: Any, user_vars: Mapping[str, Any], *, repos: RepoRe
     return Workflow(root=root, name=spec.name, origin=file.origin,
                     description=spec.description, public=spec.public,
                     environment_id=environment_id, global_defaults=defaults,
-                    global_vars=vars_, env_user_vars=user)
+                    global_vars=vars_, env_user_vars=user,
+                    commit=str(getattr(file, "commit", "") or ""))
 
 
 def load_workflow(reference: str, user_vars: Mapping[str, Any], *, repos: RepoReader,

@@ -255,6 +255,7 @@ class Workflow:
     global_defaults: dict[str, str] = field(default_factory=dict)
     global_vars: dict[str, str] = field(default_factory=dict)
     env_user_vars: dict[str, str] = field(default_factory=dict)
+    commit: str = ""  # the commit the workflow file's revision resolved to (recovery reloads it)
 
     def roles(self) -> Iterator[Role]:
         """Every role, depth first, in template order."""

@@ -73,25 +73,31 @@ class TaskInfo(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., environment_id: _Optional[str] = ..., detector: _Optional[str] = ..., control_mode: _Optional[str] = ..., pid: _Optional[int] = ..., state: _Optional[str] = ..., control_port: _Optional[int] = ..., status: _Optional[str] = ..., log_path: _Optional[str] = ...) -> None: ...
 
 class ListTasksReply(_message.Message):
-    __slots__ = ("agent_name", "last_seq", "tasks")
+    __slots__ = ("agent_name", "last_seq", "tasks", "instance")
     AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
     agent_name: str
     last_seq: int
     tasks: _containers.RepeatedCompositeFieldContainer[TaskInfo]
-    def __init__(self, agent_name: _Optional[str] = ..., last_seq: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[TaskInfo, _Mapping]]] = ...) -> None: ...
+    instance: str
+    def __init__(self, agent_name: _Optional[str] = ..., last_seq: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[TaskInfo, _Mapping]]] = ..., instance: _Optional[str] = ...) -> None: ...
 
 class EventsRequest(_message.Message):
-    __slots__ = ("after",)
+    __slots__ = ("after", "instance")
     AFTER_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
     after: int
-    def __init__(self, after: _Optional[int] = ...) -> None: ...
+    instance: str
+    def __init__(self, after: _Optional[int] = ..., instance: _Optional[str] = ...) -> None: ...
 
 class AgentEvent(_message.Message):
-    __slots__ = ("seq", "body_json")
+    __slots__ = ("seq", "body_json", "instance")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     BODY_JSON_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
     seq: int
     body_json: str
-    def __init__(self, seq: _Optional[int] = ..., body_json: _Optional[str] = ...) -> None: ...
+    instance: str
+    def __init__(self, seq: _Optional[int] = ..., body_json: _Optional[str] = ..., instance: _Optional[str] = ...) -> None: ...
