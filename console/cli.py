@@ -2,8 +2,9 @@
 
 `nutshell` alone opens peanut on a dummy controlled process that it launches
 itself, until the operator console arrives with the engine's environments.
-`nutshell template …` and `nutshell repo …` are the headless commands, with
-coconut's names.
+`nutshell env|task|role|template|repo …` and `nutshell run` are the headless
+commands, with coconut's names; `nutshell core` hosts the engine and serves it
+over gRPC.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Sequence
 
-from console import headless
+from console import core, headless
 
 
 def _version() -> str:
@@ -49,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
                      help="control port of the demo's dummy process (default: a free one)")
     commands = top.add_subparsers(dest="command", metavar="COMMAND")
     headless.add_commands(commands)
+    core.add_command(commands)
     return top
 
 
@@ -58,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(options)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="%(levelname)s: %(message)s")
+    if options.command == "core":
+        return core.run(options)
     try:
         return headless.run(options)
     except BrokenPipeError:

@@ -1,7 +1,11 @@
-"""Headless `template` and `repo` commands: coconut's names, exit codes, JSON output.
+"""Headless commands: coconut's names, exit codes, JSON output.
 
-Each command opens the engine facade on the working directory, does one thing,
-prints it for people (or as JSON with `-o json`) and closes the engine. Errors
+`template` and `repo` are here; `env`, `task`, `role` and `run` are in their own
+modules (commands_env, commands_tasks, commands_run), wired from add_commands.
+
+Each command opens the engine of the working directory (console/client.py: the
+hosted one, or its own), does one thing, prints it for people (or as JSON with
+`-o json`) and closes the engine. Errors
 the engine reports for bad input are printed as they are (they name the repo,
 file, role, field and expression) with exit code 1.
 """
@@ -14,14 +18,23 @@ import sys
 from dataclasses import asdict
 from typing import Any, Awaitable, Callable
 
+from console.client import AnyEngine, open_engine
+from console.commands_env import UsageError, add_env_commands
+from console.commands_run import add_run_command
+from console.commands_tasks import add_task_commands
+from console.tables import result_lines
 from console.tree_text import tree_lines
 from console.variables import VariablesError, parse_variables
-from engine import USER_ERRORS, Engine, RepoInfo, WorkflowTemplateInfo
+from engine import USER_ERRORS, RepoInfo, TransitionFailed, WorkflowTemplateInfo
+from engine.api import RemoteEngineError
 
 EXIT_FAILED = 1
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    add_env_commands(commands)
+    add_task_commands(commands)
+    add_run_command(commands)
     template = commands.add_parser("template", aliases=["templ"], help="workflow templates")
     template_commands = template.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -77,29 +90,51 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     revision.set_defaults(run=_repo_default_revision)
 
 
+EXIT_INTERRUPTED = 130
+
+
 def run(options: argparse.Namespace) -> int:
-    """Run the chosen command on an engine for the working directory; the exit code."""
-    return asyncio.run(_with_engine(options.run, options))
+    """Run the chosen command on an engine for the working directory; the exit code.
+
+    Ctrl+C ends a command with one line, not a traceback; what the engine was doing
+    goes on in the executors (`nutshell run` handles the signal itself and cleans up)."""
+    try:
+        return asyncio.run(_with_engine(options.run, options))
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
-async def _with_engine(command: Callable[[Engine, argparse.Namespace], Awaitable[int]],
+async def _with_engine(command: Callable[[AnyEngine, argparse.Namespace], Awaitable[int]],
                        options: argparse.Namespace) -> int:
-    async with Engine() as engine:
-        try:
-            return await command(engine, options)
-        except USER_ERRORS as error:
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_FAILED
-        except VariablesError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_FAILED
+    """The engine of the working directory (attached or in-process) for one command; user
+    errors become one line on stderr and exit code 1, a failed transition's table goes to
+    stdout first (in text mode)."""
+    try:
+        engine = await open_engine()
+    except (*USER_ERRORS, RemoteEngineError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        return await command(engine, options)
+    except TransitionFailed as error:
+        if getattr(options, "output", "text") != "json":  # stdout stays parseable with -o json
+            for line in result_lines(error.result.rows):
+                print(line)
+        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
+        return EXIT_FAILED
+    except (*USER_ERRORS, RemoteEngineError, UsageError, VariablesError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await engine.close()
 
 
 def _json(value: Any) -> None:
     print(json.dumps(value, indent=2))
 
 
-async def _render(engine: Engine, options: argparse.Namespace) -> int:
+async def _render(engine: AnyEngine, options: argparse.Namespace) -> int:
     variables = parse_variables(options.extra_vars)
     tree = await engine.render_workflow(options.workflow, variables, repo_path=options.repo)
     if options.output == "json":
@@ -122,7 +157,7 @@ def _template_row(info: WorkflowTemplateInfo, with_description: bool) -> list[st
     return lines
 
 
-async def _list_templates(engine: Engine, options: argparse.Namespace) -> int:
+async def _list_templates(engine: AnyEngine, options: argparse.Namespace) -> int:
     repo_pattern, _, revision_pattern = options.pattern.partition("@")
     templates = await engine.list_workflow_templates(
         options.repository or repo_pattern, options.revision or revision_pattern,
@@ -139,7 +174,7 @@ async def _list_templates(engine: Engine, options: argparse.Namespace) -> int:
     return 0
 
 
-async def _repo_add(engine: Engine, options: argparse.Namespace) -> int:
+async def _repo_add(engine: AnyEngine, options: argparse.Namespace) -> int:
     result = await engine.add_repo(options.repo, options.default_revision)
     print(f"repository {result.repo} added. {result.info}")
     return 0
@@ -150,7 +185,7 @@ def _repo_row(info: RepoInfo) -> str:
     return f"{mark} {info.index}  {info.name}  ({info.kind.value}, default revision {info.default_revision})"
 
 
-async def _repo_list(engine: Engine, options: argparse.Namespace) -> int:
+async def _repo_list(engine: AnyEngine, options: argparse.Namespace) -> int:
     repos = await engine.list_repos()
     if options.output == "json":
         _json([{**asdict(r), "kind": r.kind.value} for r in repos])
@@ -162,25 +197,25 @@ async def _repo_list(engine: Engine, options: argparse.Namespace) -> int:
     return 0
 
 
-async def _repo_remove(engine: Engine, options: argparse.Namespace) -> int:
+async def _repo_remove(engine: AnyEngine, options: argparse.Namespace) -> int:
     new_default = await engine.remove_repo(options.index)
     print(f"repository {options.index} removed" + (f"; the default is now {new_default}" if new_default else ""))
     return 0
 
 
-async def _repo_refresh(engine: Engine, options: argparse.Namespace) -> int:
+async def _repo_refresh(engine: AnyEngine, options: argparse.Namespace) -> int:
     await engine.refresh_repos(options.index)
     print("all repositories refreshed" if options.index == -1 else f"repository {options.index} refreshed")
     return 0
 
 
-async def _repo_default(engine: Engine, options: argparse.Namespace) -> int:
+async def _repo_default(engine: AnyEngine, options: argparse.Namespace) -> int:
     await engine.set_default_repo(options.index)
     print(f"repository {options.index} is now the default")
     return 0
 
 
-async def _repo_default_revision(engine: Engine, options: argparse.Namespace) -> int:
+async def _repo_default_revision(engine: AnyEngine, options: argparse.Namespace) -> int:
     words = options.words
     if len(words) == 1:
         await engine.set_global_default_revision(words[0])

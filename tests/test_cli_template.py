@@ -105,13 +105,16 @@ def test_repo_commands_persist_between_runs(nutshell, tmp_path: Path, monkeypatc
     assert "repository git.example.org/alice/controlworkflows added" in added.stdout
     assert 'set to "master" (global default value)' in added.stdout
     listed = nutshell("repo", "list")
+    demo = tmp_path / "home" / "demo-templates"  # the embedded default's demo
     assert listed.stdout.splitlines() == [
-        "* 0  git.example.org/alice/controlworkflows  (https, default revision master)"]
+        f"  0  {demo}  (local, default revision local)",
+        "* 1  git.example.org/alice/controlworkflows  (https, default revision master)"]
     rendered = nutshell("template", "render", "readout-dataflow", "-e", HOSTS, "-o", "json")
     assert rendered.returncode == 0, rendered.stderr
     readout = json.loads(rendered.stdout)["roles"][0]["roles"][0]
     assert readout["class"].startswith("git.example.org/alice/controlworkflows/tasks/readout@")
-    wrong = nutshell("repo", "default-revision", "0", "nope")
+    wrong = nutshell("repo", "default-revision", "1", "nope")
     assert wrong.returncode == 1 and "revision 'nope' not found" in wrong.stderr
-    assert nutshell("repo", "remove", "0").returncode == 0
-    assert "no repositories" in nutshell("repo", "list").stdout
+    assert nutshell("repo", "remove", "1").returncode == 0
+    assert nutshell("repo", "list").stdout.splitlines() == [
+        f"* 0  {demo}  (local, default revision local)"]

@@ -1,0 +1,42 @@
+"""Which engine a front-end talks to: the one already hosted, or one of its own.
+
+One engine per working directory (DESIGN "One engine per working directory"):
+when a live process hosts it and serves gRPC (`nutshell core`), front-ends
+attach to it with RemoteEngine, which has the facade's methods, records and
+errors; otherwise the command hosts the engine in-process for its lifetime.
+A host that serves no gRPC address (a console hosting in-process) cannot be
+attached to: the in-process Engine then refuses with EngineHostedElsewhere,
+whose message says who hosts.
+"""
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+from typing import TYPE_CHECKING, Union
+
+from engine import Engine, WorkingDirectory, find_host
+
+if TYPE_CHECKING:
+    from engine.api.client import RemoteEngine
+
+AnyEngine = Union[Engine, "RemoteEngine"]
+
+
+async def open_engine(workdir: WorkingDirectory | None = None) -> AnyEngine:
+    """The engine of `workdir` ($NUTSHELL_HOME by default): attached when hosted, else ours."""
+    workdir = workdir or WorkingDirectory.from_environment()
+    host = await asyncio.to_thread(find_host, workdir)
+    if host is not None and host.address:
+        from engine.api.client import RemoteEngine  # gRPC client code, only when attaching
+
+        return RemoteEngine(host.address)
+    return Engine(workdir, demo=True)
+
+
+def current_user() -> str:
+    """The requesting user every transition records: who runs this command."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
