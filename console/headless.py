@@ -1,7 +1,8 @@
 """Headless commands: coconut's names, exit codes, JSON output.
 
-`template` and `repo` are here; `env`, `task`, `role` and `run` are in their own
-modules (commands_env, commands_tasks, commands_run), wired from add_commands.
+`template` and `repo` are here; `env`, `task`, `role`, `run` and `agents` are in
+their own modules (commands_env, commands_tasks, commands_run, commands_agents),
+wired from add_commands.
 
 Each command opens the engine of the working directory (console/client.py: the
 hosted one, or its own), does one thing, prints it for people (or as JSON with
@@ -19,6 +20,7 @@ from dataclasses import asdict
 from typing import Any, Awaitable, Callable
 
 from console.client import AnyEngine, open_engine
+from console.commands_agents import add_agent_commands
 from console.commands_env import UsageError, add_env_commands
 from console.commands_run import add_run_command
 from console.commands_tasks import add_task_commands
@@ -35,6 +37,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     add_env_commands(commands)
     add_task_commands(commands)
     add_run_command(commands)
+    add_agent_commands(commands)
     template = commands.add_parser("template", aliases=["templ"], help="workflow templates")
     template_commands = template.add_subparsers(dest="action", required=True, metavar="ACTION")
 

@@ -281,6 +281,38 @@ def _create(path: Path, python: str) -> None:
             shutil.rmtree(scratch)
 
 
+DEMO_CONFIGURATION = """\
+# The embedded configuration service of this working directory, in AliECS's
+# file-backend layout (o2/components/<component>/<RUNTYPE>/<role>/<entry>, …).
+# Written with the demo templates: it enables the test integration plugin, which
+# the demo workflow calls. Edit freely; nutshell never writes this file again.
+o2:
+  components:
+    aliecs:
+      ANY:
+        any:
+          settings: |
+            integrationPlugins:
+              - testplugin
+            testPluginEndpoint: "embedded"
+"""
+
+
+def ensure_demo_configuration(workdir: WorkingDirectory) -> bool:
+    """Write the demo's configuration.yaml (the testplugin its call needs) when the working
+    directory has none; True if written. An existing file is never touched."""
+    path = workdir.configuration_file
+    try:
+        with open(path, "x", encoding="utf-8") as file:  # never over a file written meanwhile
+            file.write(DEMO_CONFIGURATION)
+    except FileExistsError:
+        return False
+    except OSError as error:
+        raise RepoError(f"cannot write the demo configuration {path}: {error}") from None
+    log.info("wrote the demo configuration %s (testplugin enabled)", path)
+    return True
+
+
 def ensure_demo_repository(workdir: WorkingDirectory, repos: RepoManager, *,
                            python: str | None = None) -> str:
     """The demo repository, created if missing and added to `repos`; returns its identifier.

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from engine.demo import ensure_demo_repository
+from engine.demo import ensure_demo_configuration, ensure_demo_repository
 from engine.environment.environment import EnvironmentInfo, TaskInfo, TransitionResult
 from engine.environment.events import Subscription
 from engine.environment.manager import EnvironmentManager
@@ -46,6 +46,8 @@ class Engine:
         """Built on first use: opening the repositories and the configuration costs time."""
         with self._lock:
             if self._loader is None:
+                if self._demo:  # before the configuration service reads the file
+                    ensure_demo_configuration(self.workdir)
                 loader = WorkflowLoader(self.workdir)
                 if self._demo:
                     try:

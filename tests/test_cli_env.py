@@ -27,6 +27,7 @@ from console.cli import main
 from engine import Engine, WorkingDirectory, find_host
 from engine.environment.roleglob import RoleGlobError, compile_role_glob, matches
 from engine.environment.roster import tail
+from engine.scheduler.local_agent import find_running
 from engine.scheduler.local_pool import LocalAgentPool
 from tests.conftest import free_port, make_template_repo
 from tests.test_environment_e2e import DUMMY, settings
@@ -92,7 +93,7 @@ def working_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     are stopped at the end, whatever the test did."""
     root = tmp_path / "home"
     workdir = WorkingDirectory(root).ensure()
-    workdir.settings_file.write_text(settings(20 * random.randrange(50)))
+    workdir.settings_file.write_text(settings(20 * random.randrange(38)))
     repo = make_template_repo(tmp_path / "templates", {
         "workflows/cli.yaml": WORKFLOW, "tasks/dummy.yaml": DUMMY}, corpus=False)
     made = Home(root, f"{repo}/workflows/cli", capsys)
@@ -269,6 +270,23 @@ def test_an_unlocked_task_is_listed_logged_and_cleaned(home: Home, tmp_path: Pat
     assert [t["taskId"] for t in cleaned["killedTasks"]] == ["orphan-1"]
     assert cleaned["runningTasks"] == []
     assert home.json("task", "list")["tasks"] == []
+
+
+def test_agents_stop_is_refused_while_an_environment_exists_then_stops_them(home: Home) -> None:
+    created = home.here("env", "create", "-w", home.reference)
+    assert created.returncode == 0, created.stderr
+    assert set(find_running(home.root)) == {"a1", "a2"}
+    refused = home.here("agents", "stop")
+    assert refused.returncode == 1
+    assert "environment(s) still use the agents" in one_line_error(refused.stderr)
+    assert set(find_running(home.root)) == {"a1", "a2"}  # nothing was stopped
+    [env] = home.json("env", "list")["environments"]
+    assert home.here("env", "destroy", env["id"]).returncode == 0
+    stopped = home.here("agents", "stop")
+    assert stopped.returncode == 0 and stopped.stdout == "stopped agents: a1, a2\n"
+    assert find_running(home.root) == {}
+    again = home.here("agents", "stop")
+    assert again.returncode == 0 and again.stdout == "no agent was running\n"
 
 
 # ---------------------------------------------------------------- attached to `nutshell core`

@@ -12,7 +12,8 @@ import psutil
 import pytest
 
 from engine.demo import (DEMO_WORKFLOW, default_hosts, demo_repository_path,
-                         ensure_demo_repository)
+                         ensure_demo_configuration, ensure_demo_repository)
+from engine.integration import plugins_from_configuration
 from engine.repos import RepoManager
 from engine.task.command import TaskSpecials, build_task_command
 from engine.templates.render import Where
@@ -233,3 +234,15 @@ async def test_a_demo_task_comes_up_and_is_killed(loader: WorkflowLoader, tmp_pa
     finally:
         await task.kill()
     assert task.finished
+
+
+def test_the_demo_configuration_enables_the_testplugin_once_and_is_never_overwritten(
+        tmp_path: Path) -> None:
+    workdir = WorkingDirectory(tmp_path / "home").ensure()
+    assert ensure_demo_configuration(workdir) is True
+    with WorkflowLoader(workdir) as loader:
+        plugins = plugins_from_configuration(loader.config)
+        assert [plugin.name for plugin in plugins.plugins] == ["testplugin"]
+    workdir.configuration_file.write_text("# mine\n")
+    assert ensure_demo_configuration(workdir) is False
+    assert workdir.configuration_file.read_text() == "# mine\n"
