@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+import psutil
 import pytest
 
 from engine import (
@@ -159,7 +160,7 @@ class Setup:
 @pytest.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     workdir = WorkingDirectory(tmp_path / "home").ensure()
-    data, control = 19500 + 10 * random.randrange(40), 39500 + 10 * random.randrange(40)
+    data, control = 19500 + 10 * random.randrange(40), 32300 + 10 * random.randrange(40)
     workdir.settings_file.write_text(SETTINGS.format(data=data, data_end=data + 9,
                                                      control=control, control_end=control + 9))
     repo = make_template_repo(tmp_path / "templates", {
@@ -320,6 +321,16 @@ async def test_remote_engine_gives_the_records_and_exceptions_of_the_engine(
         with pytest.raises(RepoError) as remote_error:
             await remote.add_repo(repo.name)
         assert str(remote_error.value) == str(local_error.value)
+        for bad in (lambda e: e.remove_repo(99), lambda e: e.set_default_repo(99),
+                    lambda e: e.refresh_repos(99)):  # o2control's RPCs, the facade's errors
+            with pytest.raises(RepoError) as local_error:
+                await bad(local)
+            with pytest.raises(RepoError) as remote_error:
+                await bad(remote)
+            assert str(remote_error.value) == str(local_error.value)
+        await remote.set_global_default_revision("main")
+        assert await remote.global_default_revision() == "main"
+        await remote.set_global_default_revision("master")
         assert (await remote.list_workflow_templates(all_workflows=True)
                 == await local.list_workflow_templates(all_workflows=True))
         assert (await remote.render_workflow(setup.reference)
@@ -398,6 +409,41 @@ async def test_remote_engine_gives_the_records_and_exceptions_of_the_engine(
 
     with pytest.raises(RemoteEngineError, match=f"cannot reach the engine at {setup.core.address}"):
         await RemoteEngine(setup.core.address).list_environments()
+
+
+async def test_a_core_killed_while_running_leaves_its_environment_to_the_next_core(
+        setup: Setup) -> None:
+    """The acceptance test of recovery with the real daemon: SIGKILL `nutshell core` while
+    RUNNING; a new core shows the environment RUNNING with the same tasks and processes,
+    and the next START gets the next run number."""
+    async with RemoteEngine(setup.core.address) as remote:
+        made = await remote.create_environment(setup.reference, user="alice")
+        assert (await remote.control_environment(made.id, "START")).run_number == 1
+        before = {t.task_id: t.pid for t in (await remote.get_environment(made.id)).tasks}
+    setup.core.process.kill()
+    assert setup.core.process.wait(timeout=10) == -signal.SIGKILL
+    pids = [pid for pid in before.values() if pid]
+    assert pids and all(alive(pid) for pid in pids)  # the tasks outlived their engine
+    core = await start_core(setup.workdir)
+    try:
+        async with RemoteEngine(core.address) as remote:
+            again = await remote.get_environment(made.id)
+            assert (again.state, again.current_run_number) == ("RUNNING", 1)
+            assert {t.task_id: t.pid for t in again.tasks} == before
+            assert (await remote.control_environment(made.id, "STOP")).state == "CONFIGURED"
+            restarted = await remote.control_environment(made.id, "START")
+            assert restarted.ok and restarted.run_number == 2
+            assert (await remote.destroy_environment(made.id)).state == "DONE"
+    finally:
+        assert core.stop() == 0
+    assert not any(alive(pid) for pid in pids)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 async def test_a_busy_port_is_one_line_and_exit_code_1(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -24,7 +24,7 @@ from engine.api.protos import o2control_pb2 as o2
 from engine.api.protos import o2control_pb2_grpc as o2_grpc
 from engine.api.server import MESSAGE_LIMITS
 from engine.environment.environment import EnvironmentInfo, TaskInfo, TransitionResult
-from engine.environment.events import QUEUE_SIZE, EnvironmentEvent
+from engine.environment.events import EventQueue
 from engine.environment.roster import RoleInfo
 from engine.environment.statemachine import EnvEvent
 from engine.integration.services import IntegratedService
@@ -34,15 +34,13 @@ T = TypeVar("T")
 EMPTY = empty_pb2.Empty()
 
 
-class RemoteSubscription:
-    """Events of a remote engine, read like `engine.Subscription`: async iteration,
-    `get(timeout)`, `close()`, `async with`."""
+class RemoteSubscription(EventQueue):
+    """Events of a remote engine, read like `engine.Subscription`."""
 
     def __init__(self, call: Any, address: str) -> None:
+        super().__init__()
         self._call = call
         self._address = address
-        self.queue: asyncio.Queue[EnvironmentEvent | None] = asyncio.Queue(QUEUE_SIZE)
-        self.dropped = 0
         self._reader: asyncio.Task[None] | None = None
 
     async def _open(self) -> None:
@@ -58,42 +56,16 @@ class RemoteSubscription:
     async def _read(self) -> None:
         try:
             while (message := await self._call.read()) is not grpc.aio.EOF:
-                self._put(messages.event_record(message))
+                self.put(messages.event_record(message))
         except (grpc.aio.AioRpcError, asyncio.CancelledError):
             pass  # the engine went away or we closed: the iteration ends
         finally:
-            self._put(None)
-
-    def _put(self, event: EnvironmentEvent | None) -> None:
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            self.dropped += 1
-
-    def __aiter__(self) -> AsyncIterator[EnvironmentEvent]:
-        return self._events()
-
-    async def _events(self) -> AsyncIterator[EnvironmentEvent]:
-        while True:
-            event = await self.queue.get()
-            if event is None:
-                return
-            yield event
-
-    async def get(self, timeout: float | None = None) -> EnvironmentEvent | None:
-        """The next event (None once closed); TimeoutError after `timeout` s."""
-        return await asyncio.wait_for(self.queue.get(), timeout)
+            self.put(None)
 
     def close(self) -> None:
         self._call.cancel()
         if self._reader is None:
-            self._put(None)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
+            super().close()
 
 
 class RemoteEngine:
@@ -154,18 +126,21 @@ class RemoteEngine:
         reply = await self._call(self._extension.ListRepos, EMPTY)
         return [messages.repo_record(repo) for repo in reply.repos]
 
+    # The o2control RPCs where they mean the same; the extension where they do not.
+
     async def remove_repo(self, index: int) -> str:
-        reply = await self._call(self._extension.RemoveRepo, ext.RepoIndex(index=index))
+        reply = await self._call(self._control.RemoveRepo, o2.RemoveRepoRequest(index=index))
         return reply.newDefaultRepo
 
     async def refresh_repos(self, index: int = -1) -> None:
-        await self._call(self._extension.RefreshRepos, ext.RepoIndex(index=index))
+        await self._call(self._control.RefreshRepos, o2.RefreshReposRequest(index=index))
 
     async def set_default_repo(self, index: int) -> None:
-        await self._call(self._extension.SetDefaultRepo, ext.RepoIndex(index=index))
+        await self._call(self._control.SetDefaultRepo, o2.SetDefaultRepoRequest(index=index))
 
     async def set_global_default_revision(self, revision: str) -> None:
-        await self._call(self._extension.SetGlobalDefaultRevision, ext.RevisionRequest(revision=revision))
+        await self._call(self._control.SetGlobalDefaultRevision,
+                         o2.SetGlobalDefaultRevisionRequest(revision=revision))
 
     async def set_repo_default_revision(self, index: int, revision: str) -> None:
         await self._call(self._extension.SetRepoDefaultRevision,

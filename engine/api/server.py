@@ -546,28 +546,6 @@ class ControlExtService(ext_grpc.ControlExtServicer):
                               self.engine.add_repo(request.identifier, request.defaultRevision))
         return messages.add_result_message(added)
 
-    async def RemoveRepo(self, request: ext.RepoIndex, context: grpc.aio.ServicerContext
-                         ) -> ext.RemoveRepoReply:
-        new_default = await _answer(context, Operation.OTHER,
-                                    self.engine.remove_repo(request.index))
-        return ext.RemoveRepoReply(newDefaultRepo=new_default)
-
-    async def RefreshRepos(self, request: ext.RepoIndex, context: grpc.aio.ServicerContext
-                           ) -> empty_pb2.Empty:
-        await _answer(context, Operation.OTHER, self.engine.refresh_repos(request.index))
-        return empty_pb2.Empty()
-
-    async def SetDefaultRepo(self, request: ext.RepoIndex, context: grpc.aio.ServicerContext
-                             ) -> empty_pb2.Empty:
-        await _answer(context, Operation.OTHER, self.engine.set_default_repo(request.index))
-        return empty_pb2.Empty()
-
-    async def SetGlobalDefaultRevision(self, request: ext.RevisionRequest,
-                                       context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
-        await _answer(context, Operation.OTHER,
-                      self.engine.set_global_default_revision(request.revision))
-        return empty_pb2.Empty()
-
     async def SetRepoDefaultRevision(self, request: ext.RevisionRequest,
                                      context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
         await _answer(context, Operation.OTHER, self.engine.set_repo_default_revision(

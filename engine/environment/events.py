@@ -71,13 +71,22 @@ def call_event(environment_id: str, state: str, user: str, call: CallEvent) -> E
         error=call.error, traits=Traits(call.trigger, call.await_, call.timeout, call.critical))
 
 
-class Subscription:
-    """An async iterator of events; `close()` (or leaving `async with`) ends it."""
+class EventQueue:
+    """The reading side every event stream shares: async iteration, `get(timeout)`,
+    `close()` and `async with`. A full queue drops (and counts) what does not fit, so a
+    slow reader never holds up the writer."""
 
-    def __init__(self, hub: EventHub) -> None:
-        self._hub = hub
+    def __init__(self) -> None:
         self.queue: asyncio.Queue[EnvironmentEvent | None] = asyncio.Queue(QUEUE_SIZE)
         self.dropped = 0
+
+    def put(self, event: EnvironmentEvent | None) -> None:
+        """Queue `event` (None ends the iteration) without waiting."""
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            if event is not None:
+                self.dropped += 1
 
     def __aiter__(self) -> AsyncIterator[EnvironmentEvent]:
         return self._events()
@@ -94,17 +103,25 @@ class Subscription:
         return await asyncio.wait_for(self.queue.get(), timeout)
 
     def close(self) -> None:
-        self._hub.remove(self)
-        try:
-            self.queue.put_nowait(None)
-        except asyncio.QueueFull:
-            pass
+        self.put(None)
 
     async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
+
+
+class Subscription(EventQueue):
+    """The events of one engine from now on; `close()` (or leaving `async with`) ends it."""
+
+    def __init__(self, hub: EventHub) -> None:
+        super().__init__()
+        self._hub = hub
+
+    def close(self) -> None:
+        self._hub.remove(self)
+        super().close()
 
 
 class EventHub:
@@ -124,10 +141,7 @@ class EventHub:
 
     def publish(self, event: EnvironmentEvent) -> None:
         for subscription in list(self._subscriptions):
-            try:
-                subscription.queue.put_nowait(event)
-            except asyncio.QueueFull:
-                subscription.dropped += 1
+            subscription.put(event)
 
     def close(self) -> None:
         for subscription in list(self._subscriptions):

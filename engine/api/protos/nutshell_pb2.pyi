@@ -334,18 +334,6 @@ class AddRepoReply(_message.Message):
     info: str
     def __init__(self, repo: _Optional[str] = ..., revision: _Optional[str] = ..., info: _Optional[str] = ...) -> None: ...
 
-class RepoIndex(_message.Message):
-    __slots__ = ("index",)
-    INDEX_FIELD_NUMBER: _ClassVar[int]
-    index: int
-    def __init__(self, index: _Optional[int] = ...) -> None: ...
-
-class RemoveRepoReply(_message.Message):
-    __slots__ = ("newDefaultRepo",)
-    NEWDEFAULTREPO_FIELD_NUMBER: _ClassVar[int]
-    newDefaultRepo: str
-    def __init__(self, newDefaultRepo: _Optional[str] = ...) -> None: ...
-
 class RevisionRequest(_message.Message):
     __slots__ = ("index", "revision")
     INDEX_FIELD_NUMBER: _ClassVar[int]

@@ -105,26 +105,6 @@ class ControlExtStub:
                 request_serializer=engine_dot_api_dot_protos_dot_nutshell__pb2.AddRepoRequest.SerializeToString,
                 response_deserializer=engine_dot_api_dot_protos_dot_nutshell__pb2.AddRepoReply.FromString,
                 _registered_method=True)
-        self.RemoveRepo = channel.unary_unary(
-                '/nutshell.ControlExt/RemoveRepo',
-                request_serializer=engine_dot_api_dot_protos_dot_nutshell__pb2.RepoIndex.SerializeToString,
-                response_deserializer=engine_dot_api_dot_protos_dot_nutshell__pb2.RemoveRepoReply.FromString,
-                _registered_method=True)
-        self.RefreshRepos = channel.unary_unary(
-                '/nutshell.ControlExt/RefreshRepos',
-                request_serializer=engine_dot_api_dot_protos_dot_nutshell__pb2.RepoIndex.SerializeToString,
-                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
-                _registered_method=True)
-        self.SetDefaultRepo = channel.unary_unary(
-                '/nutshell.ControlExt/SetDefaultRepo',
-                request_serializer=engine_dot_api_dot_protos_dot_nutshell__pb2.RepoIndex.SerializeToString,
-                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
-                _registered_method=True)
-        self.SetGlobalDefaultRevision = channel.unary_unary(
-                '/nutshell.ControlExt/SetGlobalDefaultRevision',
-                request_serializer=engine_dot_api_dot_protos_dot_nutshell__pb2.RevisionRequest.SerializeToString,
-                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
-                _registered_method=True)
         self.SetRepoDefaultRevision = channel.unary_unary(
                 '/nutshell.ControlExt/SetRepoDefaultRevision',
                 request_serializer=engine_dot_api_dot_protos_dot_nutshell__pb2.RevisionRequest.SerializeToString,
@@ -231,30 +211,6 @@ class ControlExtServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def RemoveRepo(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def RefreshRepos(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def SetDefaultRepo(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def SetGlobalDefaultRevision(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def SetRepoDefaultRevision(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -345,26 +301,6 @@ def add_ControlExtServicer_to_server(servicer, server):
                     servicer.AddRepo,
                     request_deserializer=engine_dot_api_dot_protos_dot_nutshell__pb2.AddRepoRequest.FromString,
                     response_serializer=engine_dot_api_dot_protos_dot_nutshell__pb2.AddRepoReply.SerializeToString,
-            ),
-            'RemoveRepo': grpc.unary_unary_rpc_method_handler(
-                    servicer.RemoveRepo,
-                    request_deserializer=engine_dot_api_dot_protos_dot_nutshell__pb2.RepoIndex.FromString,
-                    response_serializer=engine_dot_api_dot_protos_dot_nutshell__pb2.RemoveRepoReply.SerializeToString,
-            ),
-            'RefreshRepos': grpc.unary_unary_rpc_method_handler(
-                    servicer.RefreshRepos,
-                    request_deserializer=engine_dot_api_dot_protos_dot_nutshell__pb2.RepoIndex.FromString,
-                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
-            ),
-            'SetDefaultRepo': grpc.unary_unary_rpc_method_handler(
-                    servicer.SetDefaultRepo,
-                    request_deserializer=engine_dot_api_dot_protos_dot_nutshell__pb2.RepoIndex.FromString,
-                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
-            ),
-            'SetGlobalDefaultRevision': grpc.unary_unary_rpc_method_handler(
-                    servicer.SetGlobalDefaultRevision,
-                    request_deserializer=engine_dot_api_dot_protos_dot_nutshell__pb2.RevisionRequest.FromString,
-                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'SetRepoDefaultRevision': grpc.unary_unary_rpc_method_handler(
                     servicer.SetRepoDefaultRevision,
@@ -760,114 +696,6 @@ class ControlExt:
             '/nutshell.ControlExt/AddRepo',
             engine_dot_api_dot_protos_dot_nutshell__pb2.AddRepoRequest.SerializeToString,
             engine_dot_api_dot_protos_dot_nutshell__pb2.AddRepoReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def RemoveRepo(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/nutshell.ControlExt/RemoveRepo',
-            engine_dot_api_dot_protos_dot_nutshell__pb2.RepoIndex.SerializeToString,
-            engine_dot_api_dot_protos_dot_nutshell__pb2.RemoveRepoReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def RefreshRepos(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/nutshell.ControlExt/RefreshRepos',
-            engine_dot_api_dot_protos_dot_nutshell__pb2.RepoIndex.SerializeToString,
-            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def SetDefaultRepo(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/nutshell.ControlExt/SetDefaultRepo',
-            engine_dot_api_dot_protos_dot_nutshell__pb2.RepoIndex.SerializeToString,
-            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def SetGlobalDefaultRevision(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/nutshell.ControlExt/SetGlobalDefaultRevision',
-            engine_dot_api_dot_protos_dot_nutshell__pb2.RevisionRequest.SerializeToString,
-            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
