@@ -119,7 +119,7 @@ async def engine(tmp_path: Path) -> AsyncIterator[tuple[Engine, str, Path]]:
     """An engine with two agents, testplugin enabled in the core settings and the hooks
     workflow; the executors are stopped at the end, whatever the test did."""
     workdir = WorkingDirectory(tmp_path / "home").ensure()
-    workdir.settings_file.write_text(settings(20 * random.randrange(50)))
+    workdir.settings_file.write_text(settings(20 * random.randrange(38)))
     workdir.configuration_file.write_text(CORE_SETTINGS)
     markers = tmp_path / "markers"
     markers.mkdir()

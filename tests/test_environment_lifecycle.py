@@ -174,7 +174,7 @@ async def engine(tmp_path: Path) -> AsyncIterator[tuple[Engine, Callable[[str], 
     """An engine with two agents, testplugin on, and this module's workflows; `ref(name)`
     is a workflow's reference. The executors are stopped at the end, whatever happened."""
     workdir = WorkingDirectory(tmp_path / "home").ensure()
-    workdir.settings_file.write_text(settings(20 * random.randrange(50)))
+    workdir.settings_file.write_text(settings(20 * random.randrange(38)))
     workdir.configuration_file.write_text(CORE_SETTINGS)
     repo = make_template_repo(tmp_path / "templates", {
         "workflows/runs.yaml": RUNS,

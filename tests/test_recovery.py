@@ -101,7 +101,7 @@ async def workdir(tmp_path: Path) -> AsyncIterator[tuple[WorkingDirectory, Path]
     """A working directory with agents a1, a2 and a repository holding `recov`; every
     executor of it is stopped at the end."""
     workdir = WorkingDirectory(tmp_path / "home").ensure()
-    workdir.settings_file.write_text(settings(20 * random.randrange(50)))
+    workdir.settings_file.write_text(settings(20 * random.randrange(38)))
     repo = make_template_repo(tmp_path / "templates", {
         "workflows/recov.yaml": WORKFLOW, "tasks/dummy.yaml": DUMMY}, corpus=False)
     try:
