@@ -38,8 +38,14 @@ class HookTask(CommandTask):
 
         The arguments are added to the hook's environment (NAME=value). AliECS
         ignores trigger arguments; nutshell hands them over so a hook can use
-        e.g. the run number.
+        e.g. the run number. A caller that goes away (its engine died) does not end
+        the run: it goes on, supervised, and still holds the task until it ends, so
+        the next trigger waits for it and a kill always finds the one live run.
         """
+        return await asyncio.shield(self._trigger(arguments, command_id, environment_id))
+
+    async def _trigger(self, arguments: Mapping[str, str] | None, command_id: str,
+                       environment_id: str) -> HookResult:
         async with self._lock:
             if self._killing is not None:
                 return self._answer(None, "", "", f"task {self.task_id} was killed; hook not run",
@@ -49,7 +55,7 @@ class HookTask(CommandTask):
             except LaunchError as error:
                 return self._answer(None, "", "", str(error), command_id, environment_id)
             assert run.supervisor is not None
-            event = await asyncio.shield(run.supervisor)  # a caller giving up leaves it supervised
+            event = await asyncio.shield(run.supervisor)
             what = f"hook {self.command.describe()!r}"
             if run.timed_out:
                 problem = f"{what} timed out after {self.hook_timeout:g} s and was killed"

@@ -224,6 +224,27 @@ async def test_kill_during_a_hook_run(harness: Harness) -> None:
     assert harness.statuses()[-1] is MesosTaskState.TASK_FINISHED
 
 
+async def test_a_run_whose_caller_went_away_holds_the_hook_until_it_ends(
+        harness: Harness, tmp_path: Path) -> None:
+    """The engine that triggered a run died (its call was cancelled): the run goes on, the
+    next trigger waits for it, and a kill finds it — no run is ever left behind."""
+    flag = tmp_path / "second"
+    task = harness.hook(f"test -e {flag} && exit 0; sleep 100 & wait")
+    first = asyncio.ensure_future(task.trigger())
+    await harness.until(lambda: task.run is not None)
+    first_run = task.run
+    first.cancel()  # as grpc cancels the servicer when the engine's call is gone
+    await asyncio.sleep(0.1)
+    assert first_run.process.returncode is None  # still running, still supervised
+    flag.touch()
+    second = asyncio.ensure_future(task.trigger())
+    await asyncio.sleep(0.3)
+    assert not second.done() and task.run is first_run  # waits for the first run
+    await task.kill()
+    assert "killed with its task" in (await second).error or (await second).exit_code is None
+    assert await first_run.process.members() == []  # the whole group of the first run is gone
+
+
 def test_make_task_picks_by_control_mode() -> None:
     def make(mode: str) -> object:
         command = TaskCommand("x", control_mode=mode, control_port=31000)
