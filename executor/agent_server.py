@@ -19,7 +19,7 @@ import signal
 import stat
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,6 +223,21 @@ class AgentTasks:
         raise AgentError(grpc.StatusCode.INVALID_ARGUMENT,
                          f"unknown command {name!r} (expected {TRANSITION} or {TRIGGER_HOOK})")
 
+    async def command_batch(self, bodies: Sequence[str]) -> list[agent_pb2.CommandOutcome]:
+        """Run several MesosCommands at once, each as `command` would; an outcome per body,
+        in order. A refused body (AgentError) is its own outcome: the others still run."""
+        async def one(body_json: str) -> agent_pb2.CommandOutcome:
+            try:
+                response = await self.command(body_json)
+            except AgentError as error:
+                return agent_pb2.CommandOutcome(code=error.code.value[0], error=str(error))
+            except Exception as error:  # a fault of ours: this command's outcome, not all's
+                log.exception("agent %s: command %.200s failed", self.name, body_json)
+                return agent_pb2.CommandOutcome(code=grpc.StatusCode.UNKNOWN.value[0],
+                                                error=f"agent {self.name}: {error!r}")
+            return agent_pb2.CommandOutcome(body_json=json.dumps(response))
+        return list(await asyncio.gather(*(one(body) for body in bodies)))
+
     async def kill(self, task_id: str) -> None:
         """Take the task down and forget it; its terminal status goes to the backlog."""
         task = self._task(task_id, "kill")
@@ -291,6 +306,11 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
                       context: grpc.aio.ServicerContext) -> agent_pb2.CommandReply:
         body = await _answering(context, lambda: self.tasks.command(request.body_json))
         return agent_pb2.CommandReply(body_json=json.dumps(body))
+
+    async def CommandBatch(self, request: agent_pb2.CommandBatchRequest,
+                           context: grpc.aio.ServicerContext) -> agent_pb2.CommandBatchReply:
+        outcomes = await self.tasks.command_batch(request.body_json)
+        return agent_pb2.CommandBatchReply(outcomes=outcomes)
 
     async def Kill(self, request: agent_pb2.KillRequest,
                    context: grpc.aio.ServicerContext) -> agent_pb2.KillReply:

@@ -16,6 +16,7 @@ import grpc
 import psutil
 import pytest
 
+from engine.scheduler import local_agent
 from engine.scheduler.agents import default_agents
 from engine.scheduler.local_agent import (
     LocalAgentClient,
@@ -211,6 +212,69 @@ async def test_a_hook_is_triggered_and_bad_bodies_are_refused(agent: LocalAgentP
         await client.kill("h1")
         await events.until(state="TASK_FINISHED")
         await events.close()
+
+
+
+async def test_a_batch_runs_every_command_and_keeps_each_outcome_apart(
+        home: Path, agent: LocalAgentProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with await agent.connect() as client:
+        events = Events(client)
+        for task_id in ("t1", "t2", "t3"):
+            await client.launch(task_id, dummy(free_port()), environment_id="env1")
+        while {b["taskId"] for b in events.bodies("AnnounceTaskPIDEvent")} != {"t1", "t2", "t3"}:
+            await events.until(_messageType="AnnounceTaskPIDEvent")
+        configured = await client.command_batch(
+            [transition(t, "STANDBY", "CONFIGURE", "CONFIGURED", **{"fail-on": "START"} if
+                        t == "t2" else {}) for t in ("t1", "t2", "t3")])
+        assert [(r["taskId"], r["state"], r["error"]) for r in configured] == \
+            [("t1", "CONFIGURED", ""), ("t2", "CONFIGURED", ""), ("t3", "CONFIGURED", "")]
+        two = transition("t3", "CONFIGURED", "START", "RUNNING")
+        two["targetList"] = two["targetList"] * 2
+        monkeypatch.setattr(local_agent, "BATCH_LIMIT", 2)  # five commands: three calls
+        started = await client.command_batch(
+            [transition("t1", "CONFIGURED", "START", "RUNNING", runNumber="3"),
+             transition("t2", "CONFIGURED", "START", "RUNNING", runNumber="3"),
+             transition("nope", "CONFIGURED", "START", "RUNNING"),
+             two,
+             transition("t3", "CONFIGURED", "START", "RUNNING", runNumber="3")])
+        ok, failed, unknown, refused, last = started
+        assert isinstance(ok, dict) and (ok["taskId"], ok["state"], ok["error"]) == \
+            ("t1", "RUNNING", "")
+        assert isinstance(failed, dict) and failed["taskId"] == "t2"
+        assert failed["state"] == "ERROR" and failed["error"]
+        assert isinstance(unknown, LocalAgentError)
+        assert unknown.code is grpc.StatusCode.NOT_FOUND
+        assert str(unknown).startswith(f"agent flp001 ({client.address}): "
+                                       "MesosCommand_Transition START failed: NOT_FOUND: ")
+        assert "no task 'nope' on agent flp001" in str(unknown)
+        assert isinstance(refused, LocalAgentError)
+        assert refused.code is grpc.StatusCode.INVALID_ARGUMENT
+        assert "exactly one target" in str(refused)
+        assert isinstance(last, dict) and (last["taskId"], last["state"]) == ("t3", "RUNNING")
+        # The same command alone gives the same error as in the batch.
+        with pytest.raises(LocalAgentError) as alone:
+            await client.command(transition("nope", "CONFIGURED", "START", "RUNNING"))
+        assert str(alone.value) == str(unknown)
+        assert {t.task_id: t.state for t in (await client.list_tasks()).tasks} == \
+            {"t1": "RUNNING", "t2": "ERROR", "t3": "RUNNING"}
+        for task_id in ("t1", "t2", "t3"):
+            await client.kill(task_id)
+        await events.close()
+    assert "START run=3" in (home / "logs" / "t1.log").read_text()
+
+
+async def test_a_batch_to_an_unreachable_agent_fails_each_command_naming_it(home: Path) -> None:
+    address = f"unix:{home / 'nobody.sock'}"
+    async with LocalAgentClient("flp009", address, agent_secret(home)) as client:
+        bodies = [transition(t, "CONFIGURED", "START", "RUNNING") for t in ("t1", "t2")]
+        bodies[0]["timeout"] = 10**9  # the call's deadline: the longest timeout plus a margin
+        outcomes = await client.command_batch(bodies)
+    assert len(outcomes) == 2
+    for outcome in outcomes:
+        assert isinstance(outcome, LocalAgentError)
+        assert outcome.code is grpc.StatusCode.UNAVAILABLE
+        assert str(outcome).startswith(
+            f"agent flp009 ({address}): MesosCommand_Transition START failed: UNAVAILABLE")
 
 
 ENGINE_THAT_DIES = textwrap.dedent("""

@@ -334,6 +334,102 @@ def stop(pid: int) -> None:
         pass
 
 
+SLOW_AFTER_START = WORKFLOW + """\
+  - name: linger
+    constraints:
+      - attribute: machine_id
+        value: a1
+    task:
+      load: linger
+      trigger: after_START_ACTIVITY
+      timeout: 60s
+"""
+
+LINGER = """\
+name: linger
+control:
+  mode: basic
+wants:
+  cpu: 0.01
+  memory: 8
+defaults:
+  linger_off: /nonexistent
+command:
+  shell: true
+  value: "test -e {{ linger_off }} || sleep 6"
+"""
+
+HOST_MID_START = textwrap.dedent("""
+    import asyncio, sys
+    from pathlib import Path
+    from engine import Engine, WorkingDirectory
+
+    async def main():
+        engine = Engine(WorkingDirectory(Path(sys.argv[1])))
+        added = await engine.add_repo(sys.argv[2], "master")
+        info = await engine.create_environment(f"{added.repo}/workflows/recov@master",
+                                               {"linger_off": sys.argv[3]})
+        print(info.id, flush=True)
+        await engine.control_environment(info.id, "START")  # its after_ hook lingers
+
+    asyncio.run(main())
+""")
+
+
+async def test_a_transition_cut_short_by_the_host_s_death_sends_the_environment_to_error(
+        tmp_path: Path) -> None:
+    """The host dies after the tasks STARTed but before START was committed (an after_
+    hook lingers): the stored state (CONFIGURED) and the tasks' (RUNNING) disagree. The
+    next engine says so and goes to ERROR; the run number taken is never given again."""
+    workdir = WorkingDirectory(tmp_path / "home").ensure()
+    workdir.settings_file.write_text(settings(20 * random.randrange(38)))
+    repo = make_template_repo(tmp_path / "templates", {
+        "workflows/recov.yaml": SLOW_AFTER_START, "tasks/dummy.yaml": DUMMY,
+        "tasks/linger.yaml": LINGER}, corpus=False)
+    linger_off = tmp_path / "linger-off"  # once it exists, the after_START hook is quick
+    # (the first run lingers 6 s: the host is killed during it, the next START waits for it)
+    host = subprocess.Popen([sys.executable, "-c", HOST_MID_START, str(workdir.root),
+                             str(repo), str(linger_off)], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert host.stdout is not None
+        environment_id = (await asyncio.to_thread(host.stdout.readline)).strip()
+        assert environment_id, f"the host exited with {host.wait(timeout=10)}"
+        logs = workdir.logs / environment_id
+        deadline = asyncio.get_running_loop().time() + HOST_TIMEOUT
+        while sum("START run=1" in path.read_text() for path in logs.glob("*.log")) < 3:
+            assert asyncio.get_running_loop().time() < deadline, "the dummies never STARTed"
+            await asyncio.sleep(0.1)
+        host.kill()
+        assert host.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.wait(timeout=10)
+        if host.stdout is not None:
+            host.stdout.close()
+    try:
+        async with Engine(workdir) as engine:
+            info = await engine.get_environment(environment_id)
+            reasons = [row.reason for row in info.last_result if "cut short" in row.reason]
+            assert len(reasons) == 3, info.last_result
+            assert "was CONFIGURED when its engine stopped but the task is RUNNING" in reasons[0]
+            for _ in range(100):  # GO_ERROR runs in the background, after the recovery
+                info = await engine.get_environment(environment_id)
+                if info.state == "ERROR":
+                    break
+                await asyncio.sleep(0.1)
+            assert info.state == "ERROR" and info.current_run_number == 0
+            assert (await engine.control_environment(environment_id, "RECOVER")).ok
+            assert (await engine.control_environment(environment_id, "CONFIGURE")).ok
+            linger_off.touch()
+            started = await engine.control_environment(environment_id, "START")
+            assert started.run_number == 2  # 1 went to the cut-short START, never again
+            assert (await engine.destroy_environment(environment_id)).state == "DONE"
+    finally:
+        await Engine(workdir).shutdown_agents()
+
+
 async def test_events_of_a_restarted_executor_are_not_skipped(agent_home: Path) -> None:
     spec = default_agents()[0]
     first = LocalAgentProcess(agent_home, spec)

@@ -25,6 +25,7 @@ from engine.store import (
     StoreError,
     TaskRecord,
 )
+from engine.store.records import TaskChange
 from engine.store.schema import MIGRATIONS
 from engine.workdir import WorkingDirectory
 from executor.controlmode import ControlMode
@@ -264,6 +265,19 @@ def test_tasks_by_environment_and_agent_across_a_reopen(path: Path) -> None:
         assert store.tasks.delete(["t1", "t2", "nope"]) == 2
         assert [t.task_id for t in store.tasks.list()] == ["t3"]
 
+
+
+def test_a_task_change_updates_only_state_status_and_pid(path: Path) -> None:
+    with Store(path) as store:
+        store.tasks.upsert([task("t1", command='{"value": "readout.exe"}',
+                                 placement={"control_port": 30001}), task("t2")])
+        store.tasks.update([TaskChange("t1", "RUNNING", "ACTIVE", 5001),
+                            TaskChange("t2", "ERROR", "INACTIVE", None)])
+    with Store(path) as store:
+        assert store.tasks.get("t1") == task("t1", state="RUNNING", pid=5001,
+                                             command='{"value": "readout.exe"}',
+                                             placement={"control_port": 30001})
+        assert store.tasks.get("t2") == task("t2", state="ERROR", status="INACTIVE", pid=None)
 
 # --- transactions ----------------------------------------------------------------------------------
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from engine.environment.statemachine import EnvEvent, EnvironmentStateMachine, EnvState
 from engine.scheduler.offers import Placement
 from engine.scheduler.placement_record import placement_to_dict
-from engine.store.records import EnvironmentRecord, TaskRecord
+from engine.store.records import EnvironmentRecord, TaskChange, TaskRecord
 from engine.task.command import TaskSpecials
 from engine.workflow.aggregation import Aggregator, TaskState, TaskStatus
 from engine.workflow.roles import TaskRole, Workflow
@@ -44,7 +44,11 @@ class TaskRow:
         return bool(self.reason)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Field by field: dataclasses.asdict deep-copies, and the store saves every row of
+        every transition's table."""
+        return {"task_id": self.task_id, "role_path": self.role_path, "host": self.host,
+                "before": self.before, "after": self.after, "reason": self.reason,
+                "exit_code": self.exit_code, "log_path": self.log_path}
 
     def __str__(self) -> str:
         code = "" if self.exit_code is None else f", exit code {self.exit_code}"
@@ -133,6 +137,8 @@ class DeployedTask:
     launched: bool = False  # TASK_RUNNING was seen
     terminations: int = 0  # BASIC_TASK_TERMINATED events seen (a hook task: one per run)
     safe_to_stop: bool = False  # END_OF_STREAM or its command ended in this run (§1.2)
+    # Its full record is in the store: later saves write only what changes (TaskChange).
+    stored: bool = field(default=False, compare=False)
 
     @property
     def agent(self) -> str:
@@ -185,6 +191,9 @@ class DeployedTask:
                           control_port=self.placement.control_port, critical=self.critical,
                           log_path=self.log_path, command=self.command.to_json(),
                           placement=placement_to_dict(self.placement))
+
+    def change(self) -> TaskChange:
+        return TaskChange(self.task_id, str(self.state), str(self.status), self.pid)
 
 
 @dataclass(frozen=True)
@@ -287,5 +296,14 @@ class Environment:
             emulate=self.emulate, last_run_number=self.last_run_number,
             runs_started=self.starts, detectors=list(self.detectors))
 
-    def task_records(self) -> list[TaskRecord]:
-        return [task.record(self.id) for task in self.tasks.values()]
+    def task_saves(self) -> tuple[list[TaskRecord], list[TaskChange]]:
+        """What the store needs of the tasks: the full record of each task not stored yet
+        (its command and placement never change), the changing columns of the others."""
+        new: list[TaskRecord] = []
+        changed: list[TaskChange] = []
+        for task in self.tasks.values():
+            if task.stored:
+                changed.append(task.change())
+            else:
+                new.append(task.record(self.id))
+        return new, changed

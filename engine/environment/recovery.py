@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from engine.environment import runtime_vars
+from engine.environment.agentevents import GONE_STATES  # as live statuses map
 from engine.environment.environment import (
     DeployedTask,
     Environment,
@@ -39,9 +40,6 @@ from executor.command import CommandError, TaskCommand
 log = logging.getLogger("engine.environment")
 
 RECOVERY = "RECOVERY"  # the event name of the result table that reports tasks found dead
-_GONE = {"TASK_FINISHED": TaskState.DONE, "TASK_FAILED": TaskState.ERROR,
-         "TASK_KILLED": TaskState.ERROR, "TASK_LOST": TaskState.ERROR,
-         "TASK_ERROR": TaskState.ERROR}  # as the manager maps live statuses
 
 
 class RecoveryError(Exception):
@@ -192,9 +190,9 @@ def readopt(task: DeployedTask, remote: RemoteTask | None, listing: AgentTaskLis
         else:
             task.message = (f"agent {task.agent} no longer runs task {task.task_id}: its "
                             "executor restarted or was stopped while no engine ran")
-    elif remote.status in _GONE or (task.controlled and not remote.pid
+    elif remote.status in GONE_STATES or (task.controlled and not remote.pid
                                     and remote.status != "TASK_STARTING"):
-        task.mesos_state = remote.status if remote.status in _GONE else "TASK_LOST"
+        task.mesos_state = remote.status if remote.status in GONE_STATES else "TASK_LOST"
         task.message = (f"task {task.task_id} ended while no engine ran "
                         f"({remote.status or 'no status'}, executor state {remote.state})")
     else:
@@ -204,10 +202,39 @@ def readopt(task: DeployedTask, remote: RemoteTask | None, listing: AgentTaskLis
         task.status = TaskStatus.ACTIVE if remote.status == "TASK_RUNNING" else task.status
         task.launched = True
         return None
-    task.state = _GONE[task.mesos_state]
+    task.state = GONE_STATES[task.mesos_state]
     task.status = TaskStatus.INACTIVE
     task.pid = None
     return task.row(before, task.message)
+
+
+# The state a live controlled task has while its environment rests in each state.
+_RESTING = {EnvState.DEPLOYED: TaskState.STANDBY, EnvState.CONFIGURED: TaskState.CONFIGURED,
+            EnvState.RUNNING: TaskState.RUNNING}
+
+
+def cut_short(env: Environment) -> list[TaskRow]:
+    """Rows for the live controlled tasks whose state is not the one the environment's
+    stored state implies: the host died in the middle of a transition (its outcome is
+    committed only once it is over). Empty when everything agrees."""
+    expected = _RESTING.get(env.state)
+    if expected is None:
+        return []
+    return [task.row(task.state, f"the environment was {env.state} when its engine stopped "
+                                 f"but the task is {task.state}: a transition was cut short; "
+                                 "RECOVER or destroy the environment")
+            for task in env.tasks.values()
+            if task.controlled and not task.gone and task.state is not expected
+            and task.state is not TaskState.ERROR]  # ERROR: reported by the task itself
+
+
+def run_elapsed(env: Environment, now_ms: int) -> float:
+    """Seconds since the current run started (its `run_start_time_ms`), 0 if unknown."""
+    try:
+        started = int(env.workflow.env_user_vars.get("run_start_time_ms", "") or 0)
+    except ValueError:
+        return 0.0
+    return max(0.0, (now_ms - started) / 1000) if started else 0.0
 
 
 def recovery_result(env: Environment, rows: list[TaskRow]) -> TransitionResult:

@@ -21,13 +21,13 @@ import grpc
 
 from engine.environment.environment import Environment, TaskInfo, UnknownEnvironmentError
 from engine.environment.roleglob import compile_role_glob
+from engine.environment.teardown import KILL_TIMEOUT
 from engine.scheduler.local_agent import LocalAgentError, RemoteTask, find_running
 from engine.workflow.roles import Role
 
 if TYPE_CHECKING:
     from engine.environment.manager import EnvironmentManager
 
-KILL_TIMEOUT = 60.0  # seconds for an executor to take one task down
 LOG_CHUNK = 64 * 1024  # bytes read at a time from the end of a log
 
 

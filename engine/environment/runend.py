@@ -7,15 +7,17 @@
   that has no basic task. Criticality plays no part, as in AliECS.
 - Auto-stop: with `auto_stop_enabled` "true" and `auto_stop_timeout` a Go duration, a
   timer started after START_ACTIVITY runs STOP_ACTIVITY as the user TIMER; a STOP (or
-  GO_ERROR) in between cancels it.
+  GO_ERROR) in between cancels it. A run re-adopted after a restart keeps its deadline
+  (counted from `run_start_time_ms`).
 
 These transitions name the core or the timer as their user, as AliECS's SpecialUserId.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
 
-from engine.environment.environment import DeployedTask
+from engine.environment.environment import DeployedTask, Environment
 from engine.gosyntax import parse_go_duration
 from engine.workflow.aggregation import TaskState
 from engine.workflow.roles import WorkflowError
@@ -55,3 +57,32 @@ def auto_stop_delay(stack: Mapping[str, str], where: str = "") -> float | None:
         raise WorkflowError(f"{at}{AUTO_STOP_ENABLED} is true but {AUTO_STOP_TIMEOUT} {text!r} "
                             "is not a positive Go duration (e.g. 90s, 10m)")
     return seconds
+
+
+class AutoStopTimer:
+    """The auto-stop timer of each running environment; `due(env, delay)` runs when one
+    fires (the manager then stops the run as TIMER)."""
+
+    def __init__(self, due: Callable[[Environment, float], None]) -> None:
+        self._due = due
+
+    def arm(self, env: Environment, elapsed: float = 0.0) -> None:
+        """After START_ACTIVITY: the auto-stop timer, when the workflow asks for one;
+        `elapsed` seconds of the run already gone (a run re-adopted after a restart
+        stops when it would have, or at once if that moment has passed)."""
+        self.disarm(env)
+        delay = auto_stop_delay(env.workflow.stack_of(env.workflow.root), env.workflow.origin)
+        if delay is None:
+            return
+
+        def fire() -> None:
+            env.auto_stop = None
+            self._due(env, delay)
+
+        env.auto_stop = asyncio.get_running_loop().call_later(max(0.0, delay - elapsed), fire)
+
+    @staticmethod
+    def disarm(env: Environment) -> None:
+        if env.auto_stop is not None:
+            env.auto_stop.cancel()
+            env.auto_stop = None

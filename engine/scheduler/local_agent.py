@@ -16,7 +16,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -39,6 +39,7 @@ AGENTS_DIR = "agents"  # sockets and info files, one per agent
 START_TIMEOUT = 15.0  # seconds for a new executor to write its info file
 COMMAND_MARGIN = 10.0  # seconds added to a command's own timeout for the call deadline
 DEFAULT_COMMAND_TIMEOUT = 90.0
+BATCH_LIMIT = 256  # commands per CommandBatch call, well within gRPC's 4 MB messages
 RECONNECT_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)  # then every 2 s
 
 
@@ -185,17 +186,58 @@ class LocalAgentClient:
 
         The call's deadline is the command's own `timeout` (ns) plus a margin.
         """
-        timeout_ns = body.get("timeout")
-        seconds = (timeout_ns / 1e9 if isinstance(timeout_ns, (int, float)) and timeout_ns > 0
-                   else DEFAULT_COMMAND_TIMEOUT)
         request = agent_pb2.CommandRequest(body_json=json.dumps(dict(body)))
         try:
             reply = await self._stub.Command(request, metadata=self._metadata,
-                                             timeout=seconds + COMMAND_MARGIN)
+                                             timeout=_command_seconds(body) + COMMAND_MARGIN)
         except grpc.aio.AioRpcError as error:
-            raise self._error(f"{body.get('name', 'command')} {body.get('event', '')}".strip(),
-                              error) from None
+            raise self._error(_command_call(body), error) from None
         return json.loads(reply.body_json)
+
+    async def command_batch(self, bodies: Sequence[Mapping[str, Any]]
+                            ) -> list[dict[str, Any] | LocalAgentError]:
+        """Send several MesosCommand bodies (each with its one target) in one call per
+        BATCH_LIMIT of them, run in parallel by the executor; per body, in order, the
+        MesosCommandResponse body or the LocalAgentError `command` would have raised.
+
+        A refused body (unknown task…) fails alone; a call that fails (agent unreachable,
+        deadline) fails each of its bodies with the call's error. The deadline is the longest
+        of the commands' own timeouts plus a margin. Never raises LocalAgentError itself.
+        """
+        if not bodies:
+            return []
+        if len(bodies) <= BATCH_LIMIT:
+            return await self._batch(bodies)
+        chunks = [bodies[start:start + BATCH_LIMIT]
+                  for start in range(0, len(bodies), BATCH_LIMIT)]
+        results = await asyncio.gather(*(self._batch(chunk) for chunk in chunks))
+        return [outcome for result in results for outcome in result]
+
+    async def _batch(self, bodies: Sequence[Mapping[str, Any]]
+                     ) -> list[dict[str, Any] | LocalAgentError]:
+        seconds = max(_command_seconds(body) for body in bodies)
+        request = agent_pb2.CommandBatchRequest(body_json=[json.dumps(dict(b)) for b in bodies])
+        try:
+            reply = await self._stub.CommandBatch(request, metadata=self._metadata,
+                                                  timeout=seconds + COMMAND_MARGIN)
+        except grpc.aio.AioRpcError as error:
+            failure = self._error(_command_call(bodies[0]), error)
+            return [failure] * len(bodies)
+        if len(reply.outcomes) != len(bodies):
+            failure = LocalAgentError(
+                f"agent {self.name} ({self.address}): {_command_call(bodies[0])} failed: "
+                f"{len(reply.outcomes)} outcomes for {len(bodies)} commands")
+            return [failure] * len(bodies)
+        outcomes: list[dict[str, Any] | LocalAgentError] = []
+        for body, outcome in zip(bodies, reply.outcomes, strict=True):
+            if outcome.code:
+                code = _STATUS_CODES.get(outcome.code, grpc.StatusCode.UNKNOWN)
+                outcomes.append(LocalAgentError(
+                    f"agent {self.name} ({self.address}): {_command_call(body)} failed: "
+                    f"{code.name}: {outcome.error}", code))
+            else:
+                outcomes.append(json.loads(outcome.body_json))
+        return outcomes
 
     async def kill(self, task_id: str, timeout: float = 60.0) -> None:
         """Take a task down; returns once the executor has no process of it left."""
@@ -215,7 +257,8 @@ class LocalAgentClient:
                              tuple(RemoteTask.from_proto(t) for t in reply.tasks),
                              reply.instance)
 
-    async def events(self, after: int = 0, instance: str = ""
+    async def events(self, after: int = 0, instance: str = "",
+                     gone: Callable[[], bool] | None = None
                      ) -> AsyncIterator[tuple[int, dict[str, Any]]]:
         """(seq, body) of every event after `after`, following live; survives reconnects.
 
@@ -223,7 +266,8 @@ class LocalAgentClient:
         connection is re-opened from the last seq seen; if the executor restarted meanwhile,
         the new one sends all of its events, none skipped. A gap in seq means the executor's
         backlog no longer held what was missed. Ends when the client closes; a refusal other
-        than UNAVAILABLE raises LocalAgentError.
+        than UNAVAILABLE raises LocalAgentError, and so does an unreachable executor once
+        `gone()` says its process no longer runs.
         """
         cursor = after
         failures = 0
@@ -245,8 +289,26 @@ class LocalAgentClient:
                 call.cancel()
             if self._closed:
                 return
+            if gone is not None and gone():
+                raise LocalAgentError(f"agent {self.name} ({self.address}): its executor "
+                                      "process is gone")
             await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
             failures += 1
+
+
+def _command_seconds(body: Mapping[str, Any]) -> float:
+    """A MesosCommand's own timeout (ns in the body) in seconds, or the default."""
+    timeout_ns = body.get("timeout")
+    return (timeout_ns / 1e9 if isinstance(timeout_ns, (int, float)) and timeout_ns > 0
+            else DEFAULT_COMMAND_TIMEOUT)
+
+
+def _command_call(body: Mapping[str, Any]) -> str:
+    """How an error names a command: its name and event, e.g. MesosCommand_Transition START."""
+    return f"{body.get('name', 'command')} {body.get('event', '')}".strip()
+
+
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 # ---------------------------------------------------------------- executor processes

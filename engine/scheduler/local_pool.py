@@ -33,6 +33,8 @@ from executor.agent_server import process_start
 log = logging.getLogger("engine.scheduler")
 
 EventHandler = Callable[[str, dict[str, Any]], None]  # (agent name, event body)
+LostHandler = Callable[[str, str], None]  # (agent name, why): its executor is gone
+RESUME_DELAY = 0.2  # seconds before following a live executor's events again after a break
 STOP_TIMEOUT = 20.0  # seconds for an executor to take its tasks down after SIGTERM
 
 
@@ -56,9 +58,11 @@ def listening_ports(tables: Iterable[str] = ("/proc/net/tcp", "/proc/net/tcp6"))
 
 
 class LocalAgentPool:
-    def __init__(self, workdir: WorkingDirectory, on_event: EventHandler) -> None:
+    def __init__(self, workdir: WorkingDirectory, on_event: EventHandler,
+                 on_lost: LostHandler | None = None) -> None:
         self.workdir = workdir
         self._on_event = on_event
+        self._on_lost = on_lost
         self.specs: tuple[AgentSpec, ...] = ()
         self.clients: dict[str, LocalAgentClient] = {}
         # What each executor ran when this pool connected: re-adoption starts from it.
@@ -72,17 +76,20 @@ class LocalAgentPool:
         return bool(self.clients)
 
     async def start(self) -> None:
-        """Connect to every declared agent's executor, starting those not running; idempotent.
+        """Connect to every declared agent's executor, starting those not running; idempotent
+        (an agent lost since is connected again, its executor started anew).
 
         Each executor's tasks are listed once (`listings`) and its events followed from
         that listing on, so nothing it reports later is missed.
         """
         async with self._lock:
-            if self.clients:
+            specs = self.specs or tuple(
+                await asyncio.to_thread(load_agents, self.workdir.settings_file))
+            missing = [spec for spec in specs if spec.name not in self.clients]
+            if not missing:
                 return
-            specs = await asyncio.to_thread(load_agents, self.workdir.settings_file)
             processes = {spec.name: LocalAgentProcess(self.workdir.root, spec, self.workdir.logs)
-                         for spec in specs}
+                         for spec in missing}
             results = await asyncio.gather(*(p.connect() for p in processes.values()),
                                            return_exceptions=True)
             clients = {name: r for name, r in zip(processes, results)
@@ -98,8 +105,10 @@ class LocalAgentPool:
                 for client in clients.values():
                     await client.close()
                 raise
-            self.specs, self._processes, self.clients = tuple(specs), processes, clients
-            self.listings = dict(zip(clients, listings))
+            self.specs = tuple(specs)
+            self._processes.update(processes)
+            self.clients.update(clients)
+            self.listings.update(zip(clients, listings))
             # Readers start only now, with no await after: an event newer than a listing is
             # never handed over before the caller has read `listings`.
             for name, client in clients.items():
@@ -110,14 +119,39 @@ class LocalAgentPool:
 
     async def _follow(self, name: str, client: LocalAgentClient, after: int,
                       instance: str) -> None:
-        try:
-            async for _, body in client.events(after, instance):
-                try:
-                    self._on_event(name, body)
-                except Exception:  # one bad event must not stop the agent's stream
-                    log.exception("agent %s: handling event %s failed", name, body)
-        except LocalAgentError as error:
-            log.error("agent %s: event stream ended: %s", name, error)
+        """Hand over the executor's events until the pool closes. A break in the stream
+        with the executor still alive is resumed from the last event seen; an executor
+        that died is forgotten and reported lost (its tasks died with it, §1.2)."""
+        def gone() -> bool:  # no executor of this agent runs (its info file says who does)
+            return name not in find_running(self.workdir.root)
+
+        while True:
+            why = "its event stream ended"
+            try:
+                async for seq, body in client.events(after, instance, gone):
+                    after = seq
+                    try:
+                        self._on_event(name, body)
+                    except Exception:  # one bad event must not stop the agent's stream
+                        log.exception("agent %s: handling event %s failed", name, body)
+            except LocalAgentError as error:
+                why = str(error)
+            if self.clients.get(name) is not client:
+                return  # closed, or replaced
+            if not gone():
+                log.warning("agent %s: %s; following again", name, why)
+                await asyncio.sleep(RESUME_DELAY)
+                continue
+            await self._lose(name, client, f"the executor of agent {name} is gone ({why})")
+            return
+
+    async def _lose(self, name: str, client: LocalAgentClient, why: str) -> None:
+        log.error("agent %s lost: %s", name, why)
+        self.clients.pop(name, None)
+        self.listings.pop(name, None)
+        await client.close()
+        if self._on_lost is not None:
+            self._on_lost(name, why)
 
     def client(self, agent: str) -> LocalAgentClient:
         try:

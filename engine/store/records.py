@@ -73,6 +73,16 @@ class TaskRecord:
     placement: dict[str, Any] = field(default_factory=dict)  # ports and endpoints it was given
 
 
+@dataclass(frozen=True)
+class TaskChange:
+    """What changes of a stored task while its environment lives: state, status, pid."""
+
+    task_id: str
+    state: str
+    status: str
+    pid: int | None
+
+
 def to_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 

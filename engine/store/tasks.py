@@ -10,7 +10,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from engine.store.database import Database, StoreError
-from engine.store.records import TaskRecord, from_json, parse_control_mode, to_json
+from engine.store.records import (
+    TaskChange,
+    TaskRecord,
+    from_json,
+    parse_control_mode,
+    to_json,
+)
 
 _COLUMNS = ("task_id, environment_id, role_path, class_identifier, agent_id, hostname, "
             "executor_id, pid, control_port, control_mode, state, status, critical, locked, "
@@ -30,6 +36,14 @@ class TaskStore:
         with self._database.transaction() as db:
             db.executemany(f"INSERT OR REPLACE INTO tasks ({_COLUMNS}) "
                            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def update(self, changes: Iterable[TaskChange]) -> None:
+        """Set the state, status and pid of stored tasks, all in one transaction; the rest
+        of a record (command, placement…) is written once by upsert and never changes."""
+        rows = [(c.state, c.status, c.pid, c.task_id) for c in changes]
+        with self._database.transaction() as db:
+            db.executemany("UPDATE tasks SET state = ?, status = ?, pid = ? WHERE task_id = ?",
+                           rows)
 
     def get(self, task_id: str) -> TaskRecord | None:
         rows = self._database.query(f"SELECT {_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))

@@ -36,6 +36,28 @@ class CommandReply(_message.Message):
     body_json: str
     def __init__(self, body_json: _Optional[str] = ...) -> None: ...
 
+class CommandBatchRequest(_message.Message):
+    __slots__ = ("body_json",)
+    BODY_JSON_FIELD_NUMBER: _ClassVar[int]
+    body_json: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, body_json: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CommandOutcome(_message.Message):
+    __slots__ = ("body_json", "code", "error")
+    BODY_JSON_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    body_json: str
+    code: int
+    error: str
+    def __init__(self, body_json: _Optional[str] = ..., code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class CommandBatchReply(_message.Message):
+    __slots__ = ("outcomes",)
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedCompositeFieldContainer[CommandOutcome]
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[CommandOutcome, _Mapping]]] = ...) -> None: ...
+
 class KillRequest(_message.Message):
     __slots__ = ("task_id",)
     TASK_ID_FIELD_NUMBER: _ClassVar[int]

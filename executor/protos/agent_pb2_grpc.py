@@ -44,6 +44,11 @@ class AgentStub:
                 request_serializer=executor_dot_protos_dot_agent__pb2.CommandRequest.SerializeToString,
                 response_deserializer=executor_dot_protos_dot_agent__pb2.CommandReply.FromString,
                 _registered_method=True)
+        self.CommandBatch = channel.unary_unary(
+                '/nutshell.agent.Agent/CommandBatch',
+                request_serializer=executor_dot_protos_dot_agent__pb2.CommandBatchRequest.SerializeToString,
+                response_deserializer=executor_dot_protos_dot_agent__pb2.CommandBatchReply.FromString,
+                _registered_method=True)
         self.Kill = channel.unary_unary(
                 '/nutshell.agent.Agent/Kill',
                 request_serializer=executor_dot_protos_dot_agent__pb2.KillRequest.SerializeToString,
@@ -73,6 +78,15 @@ class AgentServicer:
 
     def Command(self, request, context):
         """MesosCommand_Transition / MesosCommand_TriggerHook in, MesosCommandResponse out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommandBatch(self, request, context):
+        """Several Command bodies at once (each still with exactly one target), run in parallel:
+        one call per agent for an environment-wide transition. An outcome per body, in order;
+        a body this executor refuses (unknown task, bad body) is its outcome, not the call's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,6 +126,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Command,
                     request_deserializer=executor_dot_protos_dot_agent__pb2.CommandRequest.FromString,
                     response_serializer=executor_dot_protos_dot_agent__pb2.CommandReply.SerializeToString,
+            ),
+            'CommandBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommandBatch,
+                    request_deserializer=executor_dot_protos_dot_agent__pb2.CommandBatchRequest.FromString,
+                    response_serializer=executor_dot_protos_dot_agent__pb2.CommandBatchReply.SerializeToString,
             ),
             'Kill': grpc.unary_unary_rpc_method_handler(
                     servicer.Kill,
@@ -183,6 +202,33 @@ class Agent:
             '/nutshell.agent.Agent/Command',
             executor_dot_protos_dot_agent__pb2.CommandRequest.SerializeToString,
             executor_dot_protos_dot_agent__pb2.CommandReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommandBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nutshell.agent.Agent/CommandBatch',
+            executor_dot_protos_dot_agent__pb2.CommandBatchRequest.SerializeToString,
+            executor_dot_protos_dot_agent__pb2.CommandBatchReply.FromString,
             options,
             channel_credentials,
             insecure,
