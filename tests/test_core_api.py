@@ -53,6 +53,7 @@ from engine.hosting import CORE_FILE
 from engine.scheduler.local_agent import find_running
 from engine.templates.render import Where
 from tests.conftest import ROOT, free_port, make_template_repo
+from tests.test_environment_e2e import DUMMY
 
 SETTINGS = """\
 agents:
@@ -80,23 +81,6 @@ roles:
       load: pause
       trigger: before_START_ACTIVITY
       timeout: 10s
-"""
-
-DUMMY = f"""\
-name: dummy
-control:
-  mode: direct
-defaults:
-  fail_on: ""
-wants:
-  cpu: 0.01
-  memory: 32
-command:
-  shell: true
-  value: "exec {sys.executable} -m occlib.examples.dummy"
-  arguments:
-    - "--o2-role {{{{ task_parent_role }}}}"
-    - "{{{{ fail_on == '' ? '' : '--fail-on ' + fail_on }}}}"
 """
 
 PAUSE = """\

@@ -99,12 +99,15 @@ roles:
       critical: false
 """
 
+# The occlib dummy with its failure switches as variables (shared by the engine tests).
 DUMMY = f"""\
 name: dummy
 control:
   mode: direct
 defaults:
   fail_on: ""
+  eos_after: ""
+  internal_error_after: ""
 wants:
   cpu: 0.01
   memory: 32
@@ -114,6 +117,8 @@ command:
   arguments:
     - "--o2-role {{{{ task_parent_role }}}}"
     - "{{{{ fail_on == '' ? '' : '--fail-on ' + fail_on }}}}"
+    - "{{{{ eos_after == '' ? '' : '--eos-after ' + eos_after }}}}"
+    - "{{{{ internal_error_after == '' ? '' : '--internal-error-after ' + internal_error_after }}}}"
 """
 
 FAIRMQ = """\

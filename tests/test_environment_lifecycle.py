@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from engine.scheduler.local_agent import find_running
 from engine.store import Store
 from engine.workflow.roles import WorkflowError
 from tests.conftest import make_template_repo
-from tests.test_environment_e2e import settings, stored
+from tests.test_environment_e2e import DUMMY, settings, stored
 from tests.test_environment_hooks import CORE_SETTINGS
 
 RUNS = """\
@@ -75,27 +74,6 @@ roles:
     call:
       func: testplugin.Test()
       trigger: after_START_ACTIVITY+5
-"""
-
-DUMMY = f"""\
-name: dummy
-control:
-  mode: direct
-defaults:
-  fail_on: ""
-  eos_after: ""
-  internal_error_after: ""
-wants:
-  cpu: 0.01
-  memory: 32
-command:
-  shell: true
-  value: "exec {sys.executable} -m occlib.examples.dummy"
-  arguments:
-    - "--o2-role {{{{ task_parent_role }}}}"
-    - "{{{{ fail_on == '' ? '' : '--fail-on ' + fail_on }}}}"
-    - "{{{{ eos_after == '' ? '' : '--eos-after ' + eos_after }}}}"
-    - "{{{{ internal_error_after == '' ? '' : '--internal-error-after ' + internal_error_after }}}}"
 """
 
 BASIC = """\
