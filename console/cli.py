@@ -3,8 +3,8 @@
 `nutshell` alone opens peanut on a dummy controlled process that it launches
 itself, until the operator console arrives with the engine's environments.
 `nutshell env|task|role|template|repo …` and `nutshell run` are the headless
-commands, with coconut's names; `nutshell core` hosts the engine and serves it
-over gRPC.
+commands, with coconut's names; `nutshell shell` runs them interactively;
+`nutshell core` hosts the engine and serves it over gRPC.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Sequence
 
-from console import core, headless
+from console import core, headless, shell
 
 
 def _version() -> str:
@@ -51,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", metavar="COMMAND")
     headless.add_commands(commands)
     core.add_command(commands)
+    shell.add_command(commands)
     return top
 
 
@@ -62,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s: %(message)s")
     if options.command == "core":
         return core.run(options)
+    if options.command == "shell":
+        from console.shell import app  # prompt-toolkit loads only for the shell
+
+        return app.run(options)
     try:
         return headless.run(options)
     except BrokenPipeError:

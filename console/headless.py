@@ -110,14 +110,25 @@ def run(options: argparse.Namespace) -> int:
 
 async def _with_engine(command: Callable[[AnyEngine, argparse.Namespace], Awaitable[int]],
                        options: argparse.Namespace) -> int:
-    """The engine of the working directory (attached or in-process) for one command; user
-    errors become one line on stderr and exit code 1, a failed transition's table goes to
-    stdout first (in text mode)."""
+    """The engine of the working directory (attached or in-process) for one command; errors
+    as run_command prints them."""
     try:
         engine = await open_engine()
     except (*USER_ERRORS, RemoteEngineError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
+    try:
+        return await run_command(engine, command, options)
+    finally:
+        await engine.close()
+
+
+async def run_command(engine: AnyEngine,
+                      command: Callable[[AnyEngine, argparse.Namespace], Awaitable[int]],
+                      options: argparse.Namespace) -> int:
+    """One command on an open engine (the headless commands' and the shell's): user errors
+    become one line on stderr and exit code 1, a failed transition's table goes to stdout
+    first (in text mode)."""
     try:
         return await command(engine, options)
     except TransitionFailed as error:
@@ -129,8 +140,6 @@ async def _with_engine(command: Callable[[AnyEngine, argparse.Namespace], Awaita
     except (*USER_ERRORS, RemoteEngineError, UsageError, VariablesError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
-    finally:
-        await engine.close()
 
 
 def _json(value: Any) -> None:
