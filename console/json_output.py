@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from engine import EnvironmentInfo, RoleInfo, TaskInfo, TransitionResult
+from engine import AgentInfo, EnvironmentInfo, RoleInfo, TaskInfo, TransitionResult
 from engine.api import messages
+from engine.api.protos import nutshell_pb2 as ext
 from engine.api.protos import o2control_pb2 as o2
 
 
@@ -71,3 +72,8 @@ def tasks_reply(tasks: Sequence[TaskInfo]) -> o2.GetTasksReply:
 def roles_reply(roles: Sequence[RoleInfo]) -> o2.GetRolesReply:
     return o2.GetRolesReply(roles=[messages.role_info(role) for role in roles],
                             timestamp=messages.now_ms())
+
+
+def agents_reply(agents: Sequence[AgentInfo]) -> ext.AgentInfoList:
+    """`agents list`: o2control has no agents call; our ControlExt.ListAgents reply."""
+    return ext.AgentInfoList(agents=[messages.agent_message(agent) for agent in agents])

@@ -14,13 +14,14 @@ from engine.environment.environment import (
                                             TransitionResult,
                                             UnknownEnvironmentError,
 )
-from engine.environment.events import EnvironmentEvent, EventKind, Subscription
+from engine.environment.events import EnvironmentEvent, EventKind, EventQueue, Subscription
 from engine.environment.roleglob import RoleGlobError
 from engine.environment.roster import RoleInfo, UnknownTaskError
 from engine.environment.statemachine import EnvEvent, EnvState, TransitionRefused
 from engine.gosyntax import parse_go_duration
 from engine.hosting import EngineHostedElsewhere, HostInfo, find_host
 from engine.repos import AddResult, RepoError, RepoInfo, WorkflowTemplateInfo
+from engine.scheduler.agent_info import AgentInfo
 from engine.store.environments import DetectorInUseError
 from engine.task.errors import ChannelError, TaskClassError
 from engine.templates.render import TemplateError
@@ -35,9 +36,10 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     RoleGlobError, UnknownTaskError, EngineHostedElsewhere, DetectorInUseError)
 
 __all__ = [
-    "USER_ERRORS", "AddResult", "ChannelError", "ConfigurationError", "DetectorInUseError",
-    "Engine", "EngineHostedElsewhere", "EnvEvent", "EnvState", "EnvironmentBusy",
-    "EnvironmentEvent", "EnvironmentInfo", "EventKind", "HostInfo", "RepoError", "RepoInfo", "RoleGlobError",
+    "USER_ERRORS", "AddResult", "AgentInfo", "ChannelError", "ConfigurationError",
+    "DetectorInUseError", "Engine", "EngineHostedElsewhere", "EnvEvent", "EnvState",
+    "EnvironmentBusy", "EnvironmentEvent", "EnvironmentInfo", "EventKind", "EventQueue",
+    "HostInfo", "RepoError", "RepoInfo", "RoleGlobError",
     "RoleInfo", "Subscription", "TaskClassError", "TaskInfo", "TaskRow", "TemplateError",
     "TemplateYAMLError", "TransitionFailed", "TransitionRefused", "TransitionResult",
     "UnknownEnvironmentError", "UnknownTaskError", "VarSpec", "WorkflowError",

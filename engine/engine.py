@@ -22,6 +22,9 @@ from engine.environment.statemachine import EnvEvent
 from engine.hosting import EngineHost
 from engine.integration.services import IntegratedService, describe_services
 from engine.repos import AddResult, RepoInfo, WorkflowTemplateInfo
+from engine.scheduler.agent_info import AgentInfo, describe_agents
+from engine.scheduler.agents import load_agents
+from engine.scheduler.local_agent import find_running
 from engine.scheduler.local_pool import LocalAgentPool
 from engine.store import AsyncStore
 from engine.workdir import WorkingDirectory
@@ -281,3 +284,13 @@ class Engine:
     async def global_default_revision(self) -> str:
         """The revision a repository added without one defaults to (o2control ListRepos)."""
         return await self._run(lambda: self._workflows().repos.global_default_revision)
+
+    # --- agents (the console's hosts view, `nutshell agents list`) ------------------------
+
+    async def list_agents(self) -> list[AgentInfo]:
+        """Every declared local agent: attributes, cpus / mem / ports in total and held by the
+        environments' live tasks, whether its executor runs (and its pid), its task count."""
+        manager = await self._environments()
+        specs = manager.agents.specs or await self._run(load_agents, self.workdir.settings_file)
+        running = await self._run(find_running, self.workdir.root)
+        return describe_agents(specs, manager.tasks.in_use(), running)

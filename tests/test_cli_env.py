@@ -276,6 +276,15 @@ def test_agents_stop_is_refused_while_an_environment_exists_then_stops_them(home
     created = home.here("env", "create", "-w", home.reference)
     assert created.returncode == 0, created.stderr
     assert set(find_running(home.root)) == {"a1", "a2"}
+    running = find_running(home.root)
+    agents = home.json("agents", "list")["agents"]
+    assert [(a["name"], a["machineId"], a["tasks"], a["executorRunning"], a["executorPid"])
+            for a in agents] == [(name, name, 1, True, running[name].pid) for name in ("a1", "a2")]
+    assert all(a["memUsed"] == 32 and len(a["portsInUse"]) == 1 for a in agents)
+    listed = home.here("agents", "list")
+    assert listed.returncode == 0 and listed.stdout.startswith("AGENT  MACHINE  EXECUTOR")
+    assert re.search(rf"^a1 +a1 +pid {running['a1'].pid} +1 +0\.01/32 +32/131072 ",
+                     listed.stdout, re.M), listed.stdout
     refused = home.here("agents", "stop")
     assert refused.returncode == 1
     assert "environment(s) still use the agents" in one_line_error(refused.stderr)
@@ -287,6 +296,9 @@ def test_agents_stop_is_refused_while_an_environment_exists_then_stops_them(home
     assert find_running(home.root) == {}
     again = home.here("agents", "stop")
     assert again.returncode == 0 and again.stdout == "no agent was running\n"
+    idle = home.json("agents", "list")["agents"]
+    assert [(a["tasks"], a["executorRunning"], "executorPid" in a) for a in idle] == [
+        (0, False, False)] * 2
 
 
 # ---------------------------------------------------------------- attached to `nutshell core`

@@ -512,3 +512,29 @@ def test_engine_events_read_as_aliecs_events() -> None:
     assert environment.WhichOneof("Payload") == "environmentEvent"
     assert environment.environmentEvent.lastRequestUser.name == "alice"
     assert environment.timestamp == environment.timestampNano // 1_000_000 > 0
+
+
+async def test_remote_engine_lists_the_agents_as_the_engine_does(setup: Setup) -> None:
+    """The hosts view's agents over gRPC, then from an in-process Engine that recovered the
+    same environment once the core is gone: the same records."""
+    async with RemoteEngine(setup.core.address) as remote:
+        info = await remote.create_environment(setup.reference, user="alice")
+        (agent,) = await remote.list_agents()
+    (task,) = [t for t in info.tasks if t.role_path == "tiny.dummy"]
+    running = find_running(setup.workdir.root)
+    assert (agent.name, agent.machine_id, agent.hostname) == ("a1", "a1", "127.0.0.1")
+    assert agent.executor_running and agent.executor_pid == running["a1"].pid
+    assert agent.tasks == len(info.tasks) == 2  # the dummy and the (placed) pause hook
+    assert (agent.cpus, agent.mem, agent.mem_used) == (32, 131072, 32 + 8)
+    assert agent.cpus_used == pytest.approx(0.02) and agent.ports_in_use == (task.control_port,)
+    begin, end = map(int, agent.port_ranges.split(",")[1].split("-"))
+    assert all(begin <= port <= end for port in agent.ports_in_use)
+    assert setup.core.stop() == 0
+    async with Engine(setup.workdir) as local:
+        assert await local.list_agents() == [agent]
+        await local.destroy_environment(info.id)
+        (idle,) = await local.list_agents()
+        assert (idle.tasks, idle.cpus_used, idle.ports_in_use) == (0, 0, ())
+        await local.shutdown_agents()
+        (stopped,) = await local.list_agents()
+        assert not stopped.executor_running and stopped.executor_pid is None

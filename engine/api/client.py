@@ -29,6 +29,7 @@ from engine.environment.roster import RoleInfo
 from engine.environment.statemachine import EnvEvent
 from engine.integration.services import IntegratedService
 from engine.repos import AddResult, RepoInfo, WorkflowTemplateInfo
+from engine.scheduler.agent_info import AgentInfo
 
 T = TypeVar("T")
 EMPTY = empty_pb2.Empty()
@@ -108,6 +109,10 @@ class RemoteEngine:
     async def shutdown_agents(self) -> list[str]:
         reply = await self._call(self._extension.ShutdownAgents, EMPTY)
         return list(reply.agents)
+
+    async def list_agents(self) -> list[AgentInfo]:
+        reply = await self._call(self._extension.ListAgents, EMPTY)
+        return [messages.agent_record(agent) for agent in reply.agents]
 
     async def __aenter__(self) -> Self:
         return self

@@ -27,6 +27,7 @@ from engine.environment.environment import (
 from engine.environment.events import EnvironmentEvent, EventKind
 from engine.environment.roster import RoleInfo
 from engine.repos import AddResult, RepoInfo, RepoKind, WorkflowTemplateInfo
+from engine.scheduler.agent_info import AgentInfo
 from engine.templates.yamlsource import VarSpec
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -288,6 +289,28 @@ def repo_record(message: ext.RepoInfo) -> RepoInfo:
     return RepoInfo(index=message.index, name=message.name, kind=RepoKind(message.kind),
                     default=message.default, default_revision=message.defaultRevision,
                     revisions=tuple(message.revisions), tags=tuple(message.tags))
+
+
+def agent_message(agent: AgentInfo) -> ext.AgentInfo:
+    message = ext.AgentInfo(
+        name=agent.name, machineId=agent.machine_id, hostname=agent.hostname,
+        attributes=dict(agent.attributes), cpus=agent.cpus, cpusUsed=agent.cpus_used,
+        mem=agent.mem, memUsed=agent.mem_used, portRanges=agent.port_ranges,
+        portsInUse=list(agent.ports_in_use), executorRunning=agent.executor_running,
+        tasks=agent.tasks)
+    if agent.executor_pid is not None:
+        message.executorPid = agent.executor_pid
+    return message
+
+
+def agent_record(message: ext.AgentInfo) -> AgentInfo:
+    return AgentInfo(
+        name=message.name, machine_id=message.machineId, hostname=message.hostname,
+        attributes=dict(message.attributes), cpus=message.cpus, cpus_used=message.cpusUsed,
+        mem=message.mem, mem_used=message.memUsed, port_ranges=message.portRanges,
+        ports_in_use=tuple(message.portsInUse), executor_running=message.executorRunning,
+        executor_pid=message.executorPid if message.HasField("executorPid") else None,
+        tasks=message.tasks)
 
 
 def add_result_message(result: AddResult) -> ext.AddRepoReply:

@@ -535,6 +535,11 @@ class ControlExtService(ext_grpc.ControlExtServicer):
         agents = await _answer(context, Operation.OTHER, self.engine.shutdown_agents())
         return ext.AgentList(agents=agents)
 
+    async def ListAgents(self, request: empty_pb2.Empty, context: grpc.aio.ServicerContext
+                         ) -> ext.AgentInfoList:
+        agents = await _answer(context, Operation.OTHER, self.engine.list_agents())
+        return ext.AgentInfoList(agents=[messages.agent_message(agent) for agent in agents])
+
     async def ListRepos(self, request: empty_pb2.Empty, context: grpc.aio.ServicerContext
                         ) -> ext.RepoList:
         repos = await _answer(context, Operation.OTHER, self.engine.list_repos())

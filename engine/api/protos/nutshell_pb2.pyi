@@ -292,6 +292,49 @@ class AgentList(_message.Message):
     agents: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, agents: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class AgentInfo(_message.Message):
+    __slots__ = ("name", "machineId", "hostname", "attributes", "cpus", "cpusUsed", "mem", "memUsed", "portRanges", "portsInUse", "executorRunning", "executorPid", "tasks")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MACHINEID_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    CPUSUSED_FIELD_NUMBER: _ClassVar[int]
+    MEM_FIELD_NUMBER: _ClassVar[int]
+    MEMUSED_FIELD_NUMBER: _ClassVar[int]
+    PORTRANGES_FIELD_NUMBER: _ClassVar[int]
+    PORTSINUSE_FIELD_NUMBER: _ClassVar[int]
+    EXECUTORRUNNING_FIELD_NUMBER: _ClassVar[int]
+    EXECUTORPID_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    machineId: str
+    hostname: str
+    attributes: _containers.ScalarMap[str, str]
+    cpus: float
+    cpusUsed: float
+    mem: float
+    memUsed: float
+    portRanges: str
+    portsInUse: _containers.RepeatedScalarFieldContainer[int]
+    executorRunning: bool
+    executorPid: int
+    tasks: int
+    def __init__(self, name: _Optional[str] = ..., machineId: _Optional[str] = ..., hostname: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., cpus: _Optional[float] = ..., cpusUsed: _Optional[float] = ..., mem: _Optional[float] = ..., memUsed: _Optional[float] = ..., portRanges: _Optional[str] = ..., portsInUse: _Optional[_Iterable[int]] = ..., executorRunning: _Optional[bool] = ..., executorPid: _Optional[int] = ..., tasks: _Optional[int] = ...) -> None: ...
+
+class AgentInfoList(_message.Message):
+    __slots__ = ("agents",)
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    agents: _containers.RepeatedCompositeFieldContainer[AgentInfo]
+    def __init__(self, agents: _Optional[_Iterable[_Union[AgentInfo, _Mapping]]] = ...) -> None: ...
+
 class RepoInfo(_message.Message):
     __slots__ = ("index", "name", "kind", "default", "defaultRevision", "revisions", "tags")
     INDEX_FIELD_NUMBER: _ClassVar[int]

@@ -95,6 +95,11 @@ class ControlExtStub:
                 request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
                 response_deserializer=engine_dot_api_dot_protos_dot_nutshell__pb2.AgentList.FromString,
                 _registered_method=True)
+        self.ListAgents = channel.unary_unary(
+                '/nutshell.ControlExt/ListAgents',
+                request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                response_deserializer=engine_dot_api_dot_protos_dot_nutshell__pb2.AgentInfoList.FromString,
+                _registered_method=True)
         self.ListRepos = channel.unary_unary(
                 '/nutshell.ControlExt/ListRepos',
                 request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
@@ -199,6 +204,12 @@ class ControlExtServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAgents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListRepos(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -291,6 +302,11 @@ def add_ControlExtServicer_to_server(servicer, server):
                     servicer.ShutdownAgents,
                     request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                     response_serializer=engine_dot_api_dot_protos_dot_nutshell__pb2.AgentList.SerializeToString,
+            ),
+            'ListAgents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgents,
+                    request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                    response_serializer=engine_dot_api_dot_protos_dot_nutshell__pb2.AgentInfoList.SerializeToString,
             ),
             'ListRepos': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRepos,
@@ -642,6 +658,33 @@ class ControlExt:
             '/nutshell.ControlExt/ShutdownAgents',
             google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             engine_dot_api_dot_protos_dot_nutshell__pb2.AgentList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nutshell.ControlExt/ListAgents',
+            google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            engine_dot_api_dot_protos_dot_nutshell__pb2.AgentInfoList.FromString,
             options,
             channel_credentials,
             insecure,
