@@ -1,0 +1,113 @@
+"""The operator console (`nutshell`): the working directory's engine on a full screen.
+
+The app opens the engine (in-process on its own thread, or a `nutshell core` with
+--core), holds the theme and the read-only switch, and shows the environments
+view; the views do the rest (console.tui.components). Closing the console closes
+the engine; executors and tasks keep running.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+
+from console.client import open_engine
+from console.tui.bindings import APP_BINDINGS
+from console.tui.components.environments_table import EnvironmentsTable
+from console.tui.components.environments_view import EnvironmentsView
+from console.tui.preferences import THEME_NAMES, Preferences, next_theme
+from engine import WorkingDirectory
+from themes import use_themes
+
+if TYPE_CHECKING:
+    from console.client import AnyEngine
+
+
+class ConsoleApp(App[int]):
+    CSS_PATH = "app.tcss"
+    BINDINGS = APP_BINDINGS
+    TITLE = "nutshell"
+
+    def __init__(self, workdir: WorkingDirectory | None = None, *, core: str = "",
+                 readonly: bool = False) -> None:
+        super().__init__()
+        self.workdir = workdir or WorkingDirectory.from_environment()
+        self.core = core
+        self.readonly = readonly
+        self.engine: AnyEngine | None = None
+        self.preferences = Preferences.load(self.workdir.root)
+        self._closed = False
+
+    async def on_mount(self) -> None:
+        use_themes(self, self.preferences.theme)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.sub_title = self.core or str(self.workdir.root)
+        self.engine = await self._open()
+        await self.push_screen(EnvironmentsView(self.engine, readonly=self.readonly))
+
+    async def _open(self) -> AnyEngine:
+        """The engine object only: it connects and starts hosting on first use, in the view's
+        worker, so the screen shows at once."""
+        if self.core:
+            from engine.api.client import (
+                RemoteEngine,  # gRPC client code, only for --core
+            )
+
+            return RemoteEngine(self.core)
+        return await open_engine(self.workdir, threaded=True)
+
+    # -- themes -------------------------------------------------------------------------
+
+    def action_next_theme(self) -> None:
+        self.theme = next_theme(self.theme)
+
+    def _theme_changed(self, _theme: object) -> None:
+        """Remember the choice (ours only) and recolour what shows states."""
+        if self.theme in THEME_NAMES and self.theme != self.preferences.theme:
+            self.preferences.theme = self.theme
+            try:
+                self.preferences.save(self.workdir.root)
+            except OSError as error:
+                self.notify(f"theme not remembered: {error}", severity="warning")
+        for screen in self.screen_stack:
+            for table in screen.query(EnvironmentsTable):
+                table.repaint_states()
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for name in THEME_NAMES:
+            yield SystemCommand(f"Theme: {name}", f"Switch to the {name} theme (remembered)",
+                                lambda name=name: setattr(self, "theme", name))
+
+    # -- help, quit ---------------------------------------------------------------------
+
+    def action_toggle_help(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    async def action_quit(self) -> None:
+        await self._close_engine()
+        self.exit(0)
+
+    async def on_unmount(self) -> None:
+        await self._close_engine()
+
+    async def _close_engine(self) -> None:
+        """Stop reading events, then close the engine; executors and tasks keep running."""
+        if self._closed:
+            return
+        self._closed = True
+        for screen in self.screen_stack:
+            if isinstance(screen, EnvironmentsView):
+                screen.close_feed()
+        if self.engine is not None:
+            await self.engine.close()
+
+
+def run(workdir: WorkingDirectory | None = None, *, core: str = "", readonly: bool = False) -> int:
+    """Run the console until the operator quits; the exit code."""
+    return ConsoleApp(workdir, core=core, readonly=readonly).run() or 0
