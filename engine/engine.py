@@ -269,7 +269,7 @@ class Engine:
         """The last `lines` lines of a task's captured output."""
         return await (await self._roster()).task_log(task_id, lines)
 
-    # --- instance (o2control GetFrameworkInfo, detectors, integrated services; H3) ---------
+    # --- instance (o2control GetFrameworkInfo, detectors, integrated services) -------------
 
     async def list_detectors(self) -> list[str]:
         """Every detector of the configuration's inventory, TRG included, sorted."""
@@ -279,7 +279,7 @@ class Engine:
         """The integration plugins the settings list (loaded on first use) and their state."""
         manager = await self._environments()
         loader = await self._run(self._workflows)
-        return describe_services(await manager._loaded_plugins(loader))  # the manager's own set
+        return describe_services(await manager.loaded_plugins(loader))  # the set in use
 
     async def global_default_revision(self) -> str:
         """The revision a repository added without one defaults to (o2control ListRepos)."""

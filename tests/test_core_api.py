@@ -342,18 +342,24 @@ async def test_remote_engine_gives_the_records_and_exceptions_of_the_engine(
     busy = await refused_while_busy(remote, info.id, starting)  # the pause hook holds START 1 s
     assert re.search(r"busy: START_ACTIVITY by bob since 20", str(busy))
     assert busy.busy.user == "bob" and busy.environment_id == info.id
+    during = await remote.get_environment(info.id)  # the transition under way crosses the wire
+    assert during.current_transition == "START_ACTIVITY" and during.transition_since is not None
+    assert abs((during.transition_since - busy.busy.since).total_seconds()) < 1e-3
     started = await starting
     assert started.state == "RUNNING" and started.run_number == 1 and started.user == "bob"
     assert (await remote.get_environment(info.id)).last_result == started.rows
+    assert (await remote.get_environment(info.id)).current_transition == ""
 
     seen = []
     while True:
         event = await events.get(timeout=5)
         assert event is not None
         seen.append(event)
-        if event.kind is EventKind.ENVIRONMENT and event.state == "RUNNING":
+        if event.kind is EventKind.ENVIRONMENT and event.message == "START_ACTIVITY ended":
             break
     assert any(e.kind is EventKind.TASK and e.state == "RUNNING" for e in seen)
+    assert any((e.kind, e.message, e.user) == (EventKind.ENVIRONMENT, "START_ACTIVITY started",
+                                               "bob") for e in seen)
     events.close()
     assert await events.get(timeout=5) is None
 

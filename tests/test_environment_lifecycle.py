@@ -253,6 +253,9 @@ async def test_auto_stop_ends_the_run_as_the_timer_unless_stopped_before(
     assert (await engine_.get_environment(info.id)).last_run_number == started.run_number
 
     # A STOP before the timeout cancels the timer: nobody stops the next run by surprise.
+    while (await engine_.get_environment(info.id)).current_transition:
+        await asyncio.sleep(0.01)  # the timer's stop is over ("ended" published)
+    drain(events)  # what the timer's stop published
     await engine_.control_environment(info.id, "START", user="carol")
     await engine_.control_environment(info.id, "STOP", user="carol")
     await asyncio.sleep(0.6)  # past the 400 ms the timer would have waited

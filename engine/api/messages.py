@@ -85,7 +85,8 @@ def environment_info(info: EnvironmentInfo, root: RoleInfo | None = None) -> o2.
         tasks=[short_task_info(task) for task in info.tasks], rootRole=_root_path(info),
         currentRunNumber=info.current_run_number, numberOfHosts=len(hosts),
         numberOfFlps=len(hosts), numberOfTasks=len(info.tasks), numberOfActiveTasks=active,
-        numberOfInactiveTasks=len(info.tasks) - active)
+        numberOfInactiveTasks=len(info.tasks) - active,
+        currentTransition=info.current_transition)
     if root is not None:
         message.defaults.update(root.consolidated_stack)
         message.vars.update(root.vars)
@@ -232,7 +233,10 @@ def environment_message(info: EnvironmentInfo) -> ext.Environment:
         lastTransition=info.last_transition,
         lastResult=[row_message(row) for row in info.last_result],
         roles={path: ext.RoleState(state=state, status=status)
-               for path, (state, status) in info.roles.items()})
+               for path, (state, status) in info.roles.items()},
+        currentTransition=info.current_transition,
+        transitionSinceMicros=(to_micros(info.transition_since)
+                               if info.transition_since is not None else 0))
 
 
 def environment_record(message: ext.Environment) -> EnvironmentInfo:
@@ -243,7 +247,10 @@ def environment_record(message: ext.Environment) -> EnvironmentInfo:
         tasks=tuple(task_record(task) for task in message.tasks),
         last_transition=message.lastTransition,
         last_result=tuple(row_record(row) for row in message.lastResult),
-        roles={path: (role.state, role.status) for path, role in message.roles.items()})
+        roles={path: (role.state, role.status) for path, role in message.roles.items()},
+        current_transition=message.currentTransition,
+        transition_since=(from_micros(message.transitionSinceMicros)
+                          if message.transitionSinceMicros else None))
 
 
 def event_ext_message(event: EnvironmentEvent) -> ext.Event:

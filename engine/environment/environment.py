@@ -7,7 +7,7 @@ facade hands out (`EnvironmentInfo`, `TaskInfo`) and the store's records.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -230,6 +230,10 @@ class EnvironmentInfo:
     last_result: tuple[TaskRow, ...]
     roles: dict[str, tuple[str, str]]  # role path -> aggregated (state, status), §1.5
     detectors: tuple[str, ...] = ()  # held exclusively (o2control includedDetectors)
+    # The transition under way (o2control currentTransition), "" when idle, and since when:
+    # every front-end shows it, whoever started it.
+    current_transition: str = ""
+    transition_since: datetime | None = None
 
 
 @dataclass
@@ -255,6 +259,9 @@ class Environment:
     detectors: tuple[str, ...] = ()  # held exclusively while the environment lives (§11)
     auto_stop: asyncio.TimerHandle | None = None  # the auto-stop timer of the current run (§1.2)
     emulate: bool = False  # created with --emulate: kept so a restarted engine does the same
+    # Told when a transition begins (True) and ends (False); the manager publishes both, so
+    # every front-end sees the transition under way, whoever started it.
+    on_busy: Callable[[Environment, Busy, bool], None] | None = None
 
     @property
     def state(self) -> EnvState:
@@ -265,9 +272,13 @@ class Environment:
         if self.busy is not None:
             raise EnvironmentBusy(self.id, self.busy)
         self.busy = Busy(str(transition), user, datetime.now(UTC))
+        if self.on_busy is not None:
+            self.on_busy(self, self.busy, True)
 
     def end(self) -> None:
-        self.busy = None
+        busy, self.busy = self.busy, None
+        if busy is not None and self.on_busy is not None:
+            self.on_busy(self, busy, False)
 
     def info(self) -> EnvironmentInfo:
         result = self.last_result
@@ -280,7 +291,9 @@ class Environment:
             last_result=result.rows if result is not None else (),
             roles={path: (str(state), str(status))
                    for path, (state, status) in self.aggregator.values().items()},
-            detectors=self.detectors)
+            detectors=self.detectors,
+            current_transition=self.busy.transition if self.busy is not None else "",
+            transition_since=self.busy.since if self.busy is not None else None)
 
     def record(self) -> EnvironmentRecord:
         repo, _, rest = self.workflow.origin.partition("/workflows/")

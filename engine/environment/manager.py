@@ -42,6 +42,7 @@ from engine.environment.automatic import Automatic
 from engine.environment.deploy import Deployer, descriptor
 from engine.environment.detectors import environment_detectors
 from engine.environment.environment import (
+    Busy,
     DeployedTask,
     Environment,
     EnvironmentInfo,
@@ -177,7 +178,7 @@ class EnvironmentManager:
             emulate_workflow(workflow)
         auto_stop_delay(workflow.root.stack, workflow.origin)  # a bad timeout fails here, not at START
         detectors = environment_detectors(workflow)
-        plugins = await self._loaded_plugins(loader)
+        plugins = await self.loaded_plugins(loader)
         await self.agents.start()
         env = Environment(id=environment_id, reference=reference, workflow=workflow,
                           created_by=user, user_vars=user_vars,
@@ -200,7 +201,7 @@ class EnvironmentManager:
             env.end()
         return env.info()
 
-    async def _loaded_plugins(self, loader: WorkflowLoader) -> LoadedPlugins:
+    async def loaded_plugins(self, loader: WorkflowLoader) -> LoadedPlugins:
         """The integration plugins the core settings enable, loaded and initialised once."""
         async with self._plugins_lock:
             if self._plugins is None:
@@ -214,12 +215,14 @@ class EnvironmentManager:
 
     def _attach_hooks(self, env: Environment, loader: WorkflowLoader,
                       plugins: LoadedPlugins) -> None:
-        """The environment's hooks: its calls on the plugins, its hook tasks on the agents."""
+        """The environment's hooks: its calls on the plugins, its hook tasks on the agents,
+        and the events that tell a transition began and ended."""
         calls = CallRunner(plugins, namespaces=loader.library.namespaces,
                            emulate_unloaded=env.emulate, on_event=self._call_event_sink(env))
         env.hooks = EnvironmentHooks(
             env.workflow, env.id, calls,
             lambda role: run_task_hook(self.agents, self.tasks.wait, env, role))
+        env.on_busy = self._transition_busy
 
     # ---------------------------------------------------------------- transitions
 
@@ -341,6 +344,11 @@ class EnvironmentManager:
         self.events.publish(EnvironmentEvent(EventKind.ENVIRONMENT, env.id, str(env.state),
                                              user=user, message=message))
 
+    def _transition_busy(self, env: Environment, busy: Busy, began: bool) -> None:
+        """Every begin and end (a user's, the core's, the timer's) is told, so any front-end
+        can show the transition under way, not only the one that asked for it."""
+        self._publish_env(env, busy.user, f"{busy.transition} {'started' if began else 'ended'}")
+
     def _publish_task(self, env: Environment, task: DeployedTask) -> None:
         self.events.publish(EnvironmentEvent(EventKind.TASK, env.id, str(task.state),
                                              user=_requester(env), task_id=task.task_id,
@@ -364,7 +372,7 @@ class EnvironmentManager:
         if plugins is not None:
             await plugins.destroy_all()
 
-    # --- recovery (H1): the store's environments re-adopted when an engine starts hosting
+    # --- recovery: the store's environments re-adopted when an engine starts hosting
 
     recovery: Recovery | None = None  # what recover() found
 
@@ -445,10 +453,10 @@ class EnvironmentManager:
             task = rebuild_task(env, task_record, specs,
                                 lambda role: descriptor(env.id, role, loader))
             env.tasks[task.task_id] = task
-        self._attach_hooks(env, loader, await self._loaded_plugins(loader))
+        self._attach_hooks(env, loader, await self.loaded_plugins(loader))
         return env
 
-    # --- roster (H4): what roster.py (task listing, cleanup, role queries, logs) reads
+    # --- roster: what roster.py (task listing, cleanup, role queries, logs) reads
 
     def environments(self) -> list[Environment]:
         """The environments in memory, in creation order."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from engine import EnvironmentEvent, EnvironmentInfo
 
@@ -24,19 +24,33 @@ class EnvironmentRow:
     created: datetime
     user: str
     tasks: dict[str, tuple[str, str]] = field(default_factory=dict)  # task id -> (status, host)
-    transition: str = ""  # the transition under way, as this console saw it start
+    transition: str = ""  # the transition under way, whoever started it
     since: float = 0.0  # time.monotonic() when it started
+    own: bool = False  # started by this console: shown until its result comes
 
     @classmethod
     def of(cls, info: EnvironmentInfo) -> EnvironmentRow:
-        return cls(info.id, info.workflow, info.state, info.current_run_number, info.created,
-                   info.created_by, {t.task_id: (t.status, t.host) for t in info.tasks})
+        row = cls(info.id, info.workflow, info.state, info.current_run_number, info.created,
+                  info.created_by, {t.task_id: (t.status, t.host) for t in info.tasks})
+        row._take_transition(info)
+        return row
 
     def refresh(self, info: EnvironmentInfo) -> None:
-        """Take the engine's view; the transition under way stays until its result comes."""
+        """Take the engine's view; a transition this console started stays until its result
+        comes, whatever a read made before the engine began it says."""
         self.workflow, self.state = info.workflow, info.state
         self.run_number, self.user = info.current_run_number, info.created_by
         self.tasks = {t.task_id: (t.status, t.host) for t in info.tasks}
+        self._take_transition(info)
+
+    def _take_transition(self, info: EnvironmentInfo) -> None:
+        """The engine's transition under way (any client's), its wall-clock start made
+        monotonic so the elapsed time ticks with the console's own."""
+        if info.current_transition and info.transition_since is not None:
+            age = (datetime.now(UTC) - info.transition_since).total_seconds()
+            self.transition, self.since = info.current_transition, time.monotonic() - max(age, 0.0)
+        elif not self.own:
+            self.transition, self.since = "", 0.0
 
     def task_changed(self, event: EnvironmentEvent) -> bool:
         """Apply a TASK event; False when the task is not known here (re-read the environment)."""
@@ -47,10 +61,10 @@ class EnvironmentRow:
         return True
 
     def begin(self, transition: str) -> None:
-        self.transition, self.since = transition, time.monotonic()
+        self.transition, self.since, self.own = transition, time.monotonic(), True
 
     def end(self) -> None:
-        self.transition, self.since = "", 0.0
+        self.transition, self.since, self.own = "", 0.0, False
 
     # -- cells --------------------------------------------------------------------------
 

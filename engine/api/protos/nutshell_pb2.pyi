@@ -80,7 +80,7 @@ class RoleState(_message.Message):
     def __init__(self, state: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
 
 class Environment(_message.Message):
-    __slots__ = ("id", "state", "workflow", "createdBy", "createdMicros", "currentRunNumber", "lastRunNumber", "tasks", "lastTransition", "lastResult", "roles")
+    __slots__ = ("id", "state", "workflow", "createdBy", "createdMicros", "currentRunNumber", "lastRunNumber", "tasks", "lastTransition", "lastResult", "roles", "currentTransition", "transitionSinceMicros")
     class RolesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,8 @@ class Environment(_message.Message):
     LASTTRANSITION_FIELD_NUMBER: _ClassVar[int]
     LASTRESULT_FIELD_NUMBER: _ClassVar[int]
     ROLES_FIELD_NUMBER: _ClassVar[int]
+    CURRENTTRANSITION_FIELD_NUMBER: _ClassVar[int]
+    TRANSITIONSINCEMICROS_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: str
     workflow: str
@@ -110,7 +112,9 @@ class Environment(_message.Message):
     lastTransition: str
     lastResult: _containers.RepeatedCompositeFieldContainer[TaskRow]
     roles: _containers.MessageMap[str, RoleState]
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., workflow: _Optional[str] = ..., createdBy: _Optional[str] = ..., createdMicros: _Optional[int] = ..., currentRunNumber: _Optional[int] = ..., lastRunNumber: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., lastTransition: _Optional[str] = ..., lastResult: _Optional[_Iterable[_Union[TaskRow, _Mapping]]] = ..., roles: _Optional[_Mapping[str, RoleState]] = ...) -> None: ...
+    currentTransition: str
+    transitionSinceMicros: int
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., workflow: _Optional[str] = ..., createdBy: _Optional[str] = ..., createdMicros: _Optional[int] = ..., currentRunNumber: _Optional[int] = ..., lastRunNumber: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., lastTransition: _Optional[str] = ..., lastResult: _Optional[_Iterable[_Union[TaskRow, _Mapping]]] = ..., roles: _Optional[_Mapping[str, RoleState]] = ..., currentTransition: _Optional[str] = ..., transitionSinceMicros: _Optional[int] = ...) -> None: ...
 
 class EnvironmentList(_message.Message):
     __slots__ = ("environments",)
