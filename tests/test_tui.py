@@ -32,7 +32,8 @@ from engine.api.client import RemoteEngine
 from engine.scheduler.local_agent import find_running
 from tests.conftest import make_template_repo
 from tests.test_cli_env import WORKFLOW
-from tests.test_core_api import start_core
+from tests.test_core_api import PAUSE, start_core
+from tests.test_core_api import WORKFLOW as TINY
 from tests.test_environment_e2e import DUMMY, settings
 from themes import DEFAULT_THEME
 
@@ -233,7 +234,8 @@ async def test_readonly_refuses_every_action(home: Home) -> None:
                  for key, active in app.screen.active_bindings.items() if active.binding.show}
         assert shown == {"c": "Configure", "s": "Start", "t": "Stop", "r": "Reset", "R": "Recover",
                          "d": "Destroy", "n": "New", "enter": "Open", "question_mark": "Keys",
-                         "ctrl+t": "Theme", "q": "Quit"}
+                         "ctrl+t": "Theme", "q": "Quit",
+                         "1": "Envs", "2": "Tasks", "3": "Hosts", "4": "Templates"}
 
 
 async def test_the_theme_switches_and_is_remembered(tmp_path: Path) -> None:
@@ -335,3 +337,33 @@ def test_console_options_belong_to_the_console(capsys: pytest.CaptureFixture[str
         main(["--core", "127.0.0.1:1", "env", "list"])
     assert exit_.value.code == 2
     assert "--core and --readonly are the console's" in capsys.readouterr().err
+
+
+async def test_a_transition_started_elsewhere_shows_with_its_elapsed_time(
+        home: Home, tmp_path: Path) -> None:
+    """A START another client asked for (here the engine itself, not the console's keys)
+    shows in the Transition column while it runs, ticking, and goes when it ends."""
+    slow = make_template_repo(tmp_path / "slow", {
+        "workflows/tiny.yaml": TINY, "tasks/dummy.yaml": DUMMY, "tasks/pause.yaml": PAUSE,
+    }, corpus=False)
+    app = ConsoleApp(home.workdir)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert app.engine is not None
+        repo = await app.engine.add_repo(str(slow), "master")
+        info = await app.engine.create_environment(f"{repo.repo}/workflows/tiny@master",
+                                                   {"pause": 3}, user="bob")
+        await until(pilot, lambda: info.id in table(app).rows_by_id, "the new environment's row")
+        starting = asyncio.ensure_future(app.engine.control_environment(info.id, "START", "bob"))
+        try:
+            await until(pilot, lambda: cell(app, info.id, "transition").startswith(
+                "START_ACTIVITY "), "START_ACTIVITY in the transition column", limit=5)
+            assert not table(app).rows_by_id[info.id].own
+            await until(pilot, lambda: cell(app, info.id, "transition") in (
+                "START_ACTIVITY 1s", "START_ACTIVITY 2s"), "the elapsed time ticking", limit=3)
+        finally:
+            result = await starting
+        assert result.state == "RUNNING"
+        await until(pilot, lambda: cell(app, info.id, "state") == "RUNNING"
+                    and not cell(app, info.id, "transition"), "the transition gone")
+        await pilot.press("q")

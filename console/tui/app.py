@@ -17,7 +17,9 @@ from console.client import open_engine
 from console.tui.bindings import APP_BINDINGS
 from console.tui.components.environments_table import EnvironmentsTable
 from console.tui.components.environments_view import EnvironmentsView
+from console.tui.components.live_view import LiveView, show_view
 from console.tui.preferences import THEME_NAMES, Preferences, next_theme
+from console.tui.views import VIEW_HELP, VIEWS
 from engine import WorkingDirectory
 from themes import use_themes
 
@@ -80,6 +82,15 @@ class ConsoleApp(App[int]):
         for name in THEME_NAMES:
             yield SystemCommand(f"Theme: {name}", f"Switch to the {name} theme (remembered)",
                                 lambda name=name: setattr(self, "theme", name))
+        for view in VIEWS:
+            yield SystemCommand(f"View: {view}", VIEW_HELP[view],
+                                lambda view=view: self.action_view(view))
+
+    # -- views --------------------------------------------------------------------------
+
+    def action_view(self, name: str) -> None:
+        """Keys 1-4 and the palette: the environments, tasks, hosts or templates view."""
+        show_view(self, VIEWS[name])
 
     # -- help, quit ---------------------------------------------------------------------
 
@@ -102,7 +113,7 @@ class ConsoleApp(App[int]):
             return
         self._closed = True
         for screen in self.screen_stack:
-            if isinstance(screen, EnvironmentsView):
+            if isinstance(screen, (EnvironmentsView, LiveView)):
                 screen.close_feed()
         if self.engine is not None:
             await self.engine.close()

@@ -27,6 +27,11 @@ APP_BINDINGS: list[Binding] = [
     Binding("question_mark", "toggle_help", "Keys", key_display="?"),
     Binding("ctrl+t", "next_theme", "Theme"),
     Binding("q", "quit", "Quit"),
+    # the views (console.tui.views.VIEWS): 1 environments, 2 tasks, 3 hosts, 4 templates
+    Binding("1", "view('environments')", "Envs"),
+    Binding("2", "view('tasks')", "Tasks"),
+    Binding("3", "view('hosts')", "Hosts"),
+    Binding("4", "view('templates')", "Templates"),
 ]
 
 ENVIRONMENTS_BINDINGS: list[Binding] = [

@@ -225,12 +225,19 @@ class EnvironmentsView(Screen[None]):
                                             self.engine.list_workflow_templates)
         if templates is None:
             return
+        # the form's pickers: agents' machine ids for `hosts`, the inventory's detectors
+        agents = await self._engine_call("listing the agents", self.engine.list_agents) or []
+        detectors = await self._engine_call("listing the detectors",
+                                            self.engine.list_detectors) or []
+        workdir = getattr(self.app, "workdir", None)
 
         def answered(request: NewEnvironment | None) -> None:
             if request is not None:
                 self.run_worker(self._create(request), group="actions",
                                 name=f"create {request.workflow}")
-        self.app.push_screen(NewEnvironmentModal(templates), answered)
+        self.app.push_screen(NewEnvironmentModal(
+            templates, hosts=sorted({agent.machine_id for agent in agents}),
+            detectors=detectors, root=workdir.root if workdir is not None else None), answered)
 
     async def _create(self, request: NewEnvironment) -> None:
         self.notify(f"creating {request.workflow}…")
