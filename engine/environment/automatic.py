@@ -1,14 +1,13 @@
 """Transitions nobody asked for (reference §1.2): GO_ERROR after a critical task failed,
 and STOP_ACTIVITY when a run ends by itself (runend.py: its tasks say so, or the
 auto-stop timer fires). They run in the background as the core or the timer; a user's
-request waits for one under way rather than being told the environment is busy.
+request meanwhile is answered "busy" at once, naming them (DESIGN: never a silent wait).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -18,7 +17,6 @@ from engine.environment.environment import (
     TaskRow,
     TransitionFailed,
 )
-from engine.environment.fanout import TRANSITION_TIMEOUT
 from engine.environment.runend import CORE_USER, TIMER_USER, safe_to_stop
 from engine.environment.statemachine import EnvEvent, EnvState
 from engine.environment.transition import Publish, Transitions
@@ -28,7 +26,6 @@ log = logging.getLogger("engine.environment")
 
 ERROR_GRACE = 0.5  # seconds between a critical task's ERROR and the environment's GO_ERROR
 BUSY_POLL = 0.05  # seconds between looks at a busy environment, for a stop the core asks for
-AUTOMATIC_USERS = (CORE_USER, TIMER_USER)  # transitions nobody asked for: users wait for them
 
 
 class Automatic:
@@ -52,15 +49,6 @@ class Automatic:
     def close(self) -> None:
         for job in list(self._jobs):
             job.cancel()
-
-    async def settle(self, env: Environment) -> None:
-        """Let a transition the core or the timer started (a run ending, GO_ERROR) finish
-        before a user's request is judged: it takes moments, and answering "busy" would
-        only make the user race the engine."""
-        deadline = time.monotonic() + TRANSITION_TIMEOUT
-        while (env.busy is not None and env.busy.user in AUTOMATIC_USERS
-               and time.monotonic() < deadline):
-            await asyncio.sleep(BUSY_POLL)
 
     def task_changed(self, env: Environment, task: DeployedTask) -> None:
         """A critical task in ERROR while the environment is CONFIGURED or RUNNING puts it

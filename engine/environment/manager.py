@@ -234,7 +234,6 @@ class EnvironmentManager:
         task failed it (the environment is then ERROR)."""
         env = self._environment(environment_id)
         chosen = parse_event(event)
-        await self.automatic.settle(env)
         if env.busy is not None:
             env.begin(chosen, user)  # raises EnvironmentBusy
         if not env.machine.can(chosen) or chosen not in CONTROLLABLE:  # name what a user may send
@@ -263,7 +262,6 @@ class EnvironmentManager:
         `allow_in_running_state=False` refuses a RUNNING environment (DestroyRefused,
         nothing changed) unless forced."""
         env = self._environment(environment_id)
-        await self.automatic.settle(env)
         if env.state is EnvState.RUNNING and not (allow_in_running_state or force):
             raise DestroyRefused(env.id, env.state)
         env.begin("DESTROY", user)
