@@ -196,13 +196,17 @@ class Engine:
     # --- environments (coconut `env …`) -----------------------------------------------------
 
     async def create_environment(self, workflow: str, variables: Mapping[str, Any] | None = None,
-                                 *, emulate: bool = False, user: str = "") -> EnvironmentInfo:
+                                 *, emulate: bool = False, user: str = "",
+                                 environment_id: str = "") -> EnvironmentInfo:
         """Deploy and configure a workflow; the environment is CONFIGURED on return.
 
+        `environment_id` names it in advance (letters and digits, unused), for a caller that
+        must know the id before the creation ends; by default the engine makes one.
         TransitionFailed (with the table of the failed tasks) leaves nothing deployed.
         """
         manager = await self._environments()
-        return await manager.create(workflow, variables, emulate=emulate, user=user)
+        return await manager.create(workflow, variables, emulate=emulate, user=user,
+                                    environment_id=environment_id)
 
     async def control_environment(self, environment_id: str, event: EnvEvent | str,
                                   user: str = "") -> TransitionResult:

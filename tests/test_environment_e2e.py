@@ -20,6 +20,7 @@ from engine import (
     EnvironmentInfo,
     TransitionFailed,
     TransitionRefused,
+    WorkflowError,
     WorkingDirectory,
 )
 from engine.environment.events import EventKind
@@ -380,3 +381,16 @@ async def test_an_emulated_workflow_runs_its_tasks_as_emulators(engine: tuple[En
     assert psutil.Process(dummy.pid).cmdline()[1:3] == ["-m", "occlib.examples.dummy"]
     assert (await engine_.control_environment(info.id, "START")).run_number == 1
     await engine_.destroy_environment(info.id)
+
+
+async def test_a_caller_may_name_the_environment_but_never_twice(
+        engine: tuple[Engine, str]) -> None:
+    engine_, reference = engine
+    made = await engine_.create_environment(reference, environment_id="named1")
+    assert made.id == "named1"
+    for bad, reason in (("named1", "already in use"), ("no spaces", "letters or digits")):
+        with pytest.raises(WorkflowError, match=reason):
+            await engine_.create_environment(reference, environment_id=bad)
+    assert [info.id for info in await engine_.list_environments()] == ["named1"]
+    assert len((await engine_.get_environment("named1")).tasks) == len(made.tasks)
+    await engine_.destroy_environment("named1")

@@ -178,10 +178,11 @@ class RemoteEngine:
     # --- environments --------------------------------------------------------------------
 
     async def create_environment(self, workflow: str, variables: Mapping[str, Any] | None = None,
-                                 *, emulate: bool = False, user: str = "") -> EnvironmentInfo:
+                                 *, emulate: bool = False, user: str = "",
+                                 environment_id: str = "") -> EnvironmentInfo:
         reply = await self._call(self._extension.CreateEnvironment, ext.CreateEnvironmentRequest(
             workflowTemplate=workflow, varsJson=messages.variables_json(variables),
-            emulate=emulate, user=user))
+            emulate=emulate, user=user, id=environment_id))
         return messages.environment_record(reply)
 
     async def control_environment(self, environment_id: str, event: EnvEvent | str,

@@ -34,6 +34,7 @@ from engine.environment.events import EnvironmentEvent, EventKind, Subscription
 from engine.environment.roleglob import RoleGlobError
 from engine.environment.roster import RoleInfo, UnknownTaskError
 from engine.repos import RepoError
+from engine.templates.functions import new_uid
 
 log = logging.getLogger("engine.api")
 
@@ -178,10 +179,11 @@ class ControlService(o2_grpc.ControlServicer):
         return o2.GetEnvironmentsReply(frameworkId=self.framework_id, environments=replies,
                                        timestamp=messages.now_ms())
 
-    async def _create(self, request: o2.NewEnvironmentRequest | o2.NewAutoEnvironmentRequest
-                      ) -> EnvironmentInfo:
+    async def _create(self, request: o2.NewEnvironmentRequest | o2.NewAutoEnvironmentRequest,
+                      environment_id: str = "") -> EnvironmentInfo:
         return await self.engine.create_environment(request.workflowTemplate, dict(request.vars),
-                                                    user=_user(request))
+                                                    user=_user(request),
+                                                    environment_id=environment_id)
 
     async def NewEnvironment(self, request: o2.NewEnvironmentRequest,
                              context: grpc.aio.ServicerContext) -> o2.NewEnvironmentReply:
@@ -216,26 +218,23 @@ class ControlService(o2_grpc.ControlServicer):
         channel: asyncio.Queue[events_pb2.Event | None] = asyncio.Queue()
         self._channels[request.id] = channel
         subscription = await _answer(context, Operation.OTHER, self.engine.subscribe())
-        known = {info.id for info in await self.engine.list_environments()}
-        job = asyncio.create_task(self._auto_environment(request, subscription, known, channel))
+        job = asyncio.create_task(self._auto_environment(request, subscription, new_uid(),
+                                                         channel))
         job.add_done_callback(_log_failure)
         self._keep(job)
         return o2.NewAutoEnvironmentReply(timestamp=messages.now_ms())
 
     async def _auto_environment(self, request: o2.NewAutoEnvironmentRequest,
-                                subscription: Subscription, known: set[str],
+                                subscription: Subscription, environment_id: str,
                                 channel: asyncio.Queue[events_pb2.Event | None]) -> None:
         async def forward() -> None:
-            mine = ""
             async for event in subscription:
-                if not mine and event.environment_id not in known and not event.task_id:
-                    mine = event.environment_id  # the first new environment: this request's
-                if event.environment_id == mine:
+                if event.environment_id == environment_id:
                     channel.put_nowait(messages.event_message(event))
 
         forwarding = asyncio.create_task(forward())
         try:
-            info = await self._create(request)
+            info = await self._create(request, environment_id)
         except EXPECTED as error:
             where = error.result.environment_id if isinstance(error, TransitionFailed) else ""
             failure = messages.event_message(EnvironmentEvent(
@@ -265,19 +264,20 @@ class ControlService(o2_grpc.ControlServicer):
 
     async def NewEnvironmentAsync(self, request: o2.NewEnvironmentRequest,
                                   context: grpc.aio.ServicerContext) -> o2.NewEnvironmentReply:
-        """The new environment's id and state PENDING as soon as the engine names it; the
-        creation goes on (its outcome on the event streams), or its error if it fails first."""
+        """The new environment's id and state PENDING as soon as the engine has it; the
+        creation goes on (its outcome on the event streams), or its error if it fails first.
+        The id is chosen here and handed to the engine, so concurrent requests never mix."""
+        environment_id = new_uid()
         subscription = await _answer(context, Operation.OTHER, self.engine.subscribe())
-        known = {info.id for info in await self.engine.list_environments()}
-        creation = asyncio.create_task(self._create(request))
+        creation = asyncio.create_task(self._create(request, environment_id))
         self._keep(creation)
         creation.add_done_callback(_log_failure)
 
-        async def named() -> str:
+        async def named() -> bool:  # the engine has the environment (its first event)
             async for event in subscription:
-                if event.environment_id not in known and not event.task_id:
-                    return event.environment_id
-            return ""
+                if event.environment_id == environment_id:
+                    return True
+            return False
 
         naming = asyncio.create_task(named())
         try:
@@ -285,7 +285,7 @@ class ControlService(o2_grpc.ControlServicer):
         finally:
             subscription.close()
         if naming.done() and naming.result():
-            info = o2.EnvironmentInfo(id=naming.result(), state="PENDING")
+            info = o2.EnvironmentInfo(id=environment_id, state="PENDING")
         else:
             naming.cancel()
             info = messages.environment_info(await _answer(context, Operation.CREATE, creation))
@@ -466,7 +466,7 @@ class ControlExtService(ext_grpc.ControlExtServicer):
                                 context: grpc.aio.ServicerContext) -> ext.Environment:
         info = await _answer(context, Operation.CREATE, self.engine.create_environment(
             request.workflowTemplate, messages.variables_from_json(request.varsJson),
-            emulate=request.emulate, user=request.user))
+            emulate=request.emulate, user=request.user, environment_id=request.id))
         return messages.environment_message(info)
 
     async def ControlEnvironment(self, request: ext.ControlEnvironmentRequest,

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -160,13 +161,17 @@ class EnvironmentManager:
     # ---------------------------------------------------------------- create
 
     async def create(self, reference: str, variables: Mapping[str, Any] | None = None, *,
-                     emulate: bool = False, user: str = "") -> EnvironmentInfo:
+                     emulate: bool = False, user: str = "",
+                     environment_id: str = "") -> EnvironmentInfo:
         """Load the workflow, DEPLOY and CONFIGURE; the environment is CONFIGURED on return.
 
         On any failure every task deployed is killed, the environment is forgotten
         (memory and store) and TransitionFailed carries the table.
         """
-        environment_id = new_uid()
+        if environment_id:  # chosen by the caller (the API names it before it exists)
+            check_new_environment_id(environment_id, self._environments)
+        else:
+            environment_id = new_uid()
         user_vars = {str(k): str(v) for k, v in (variables or {}).items()}
         if "hosts" not in user_vars:  # the embedded default: every local agent's machine
             agents = await asyncio.to_thread(load_agents, self.workdir.settings_file)
@@ -462,6 +467,17 @@ class EnvironmentManager:
 
 
 # ---------------------------------------------------------------- helpers
+
+_ENVIRONMENT_ID = re.compile(r"[0-9A-Za-z]{1,64}")
+
+
+def check_new_environment_id(environment_id: str, existing: Mapping[str, object]) -> None:
+    """A caller-chosen id: letters and digits, and not one already in use."""
+    if not _ENVIRONMENT_ID.fullmatch(environment_id):
+        raise WorkflowError(f"environment id {environment_id!r} must be 1 to 64 letters or "
+                            "digits")
+    if environment_id in existing:
+        raise WorkflowError(f"environment id {environment_id} is already in use")
 
 def _requester(env: Environment) -> str:
     """Who the environment's current change is for: the user of the transition under way,

@@ -129,16 +129,18 @@ class EnvironmentRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class CreateEnvironmentRequest(_message.Message):
-    __slots__ = ("workflowTemplate", "varsJson", "emulate", "user")
+    __slots__ = ("workflowTemplate", "varsJson", "emulate", "user", "id")
     WORKFLOWTEMPLATE_FIELD_NUMBER: _ClassVar[int]
     VARSJSON_FIELD_NUMBER: _ClassVar[int]
     EMULATE_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
     workflowTemplate: str
     varsJson: str
     emulate: bool
     user: str
-    def __init__(self, workflowTemplate: _Optional[str] = ..., varsJson: _Optional[str] = ..., emulate: _Optional[bool] = ..., user: _Optional[str] = ...) -> None: ...
+    id: str
+    def __init__(self, workflowTemplate: _Optional[str] = ..., varsJson: _Optional[str] = ..., emulate: _Optional[bool] = ..., user: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
 
 class ControlEnvironmentRequest(_message.Message):
     __slots__ = ("id", "event", "user")
