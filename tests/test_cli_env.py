@@ -26,7 +26,7 @@ import pytest
 from console.cli import main
 from engine import Engine, WorkingDirectory, find_host
 from engine.environment.roleglob import RoleGlobError, compile_role_glob, matches
-from engine.environment.roster import tail
+from engine.logtail import tail
 from engine.scheduler.local_agent import find_running
 from engine.scheduler.local_pool import LocalAgentPool
 from tests.conftest import free_port, make_template_repo

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +21,13 @@ import grpc
 from engine.environment.environment import Environment, TaskInfo, UnknownEnvironmentError
 from engine.environment.roleglob import compile_role_glob
 from engine.environment.teardown import KILL_TIMEOUT
+from engine.logtail import tail
 from engine.scheduler.local_agent import LocalAgentError, RemoteTask, find_running
 from engine.workflow.roles import Role
 
 if TYPE_CHECKING:
     from engine.environment.manager import EnvironmentManager
 
-LOG_CHUNK = 64 * 1024  # bytes read at a time from the end of a log
 
 
 class UnknownTaskError(KeyError):
@@ -100,22 +99,6 @@ def query_roles(env: Environment, path_glob: str) -> list[RoleInfo]:
     RoleGlobError when the glob is malformed."""
     pattern = compile_role_glob(path_glob)
     return _role_infos(env, (role for role in env.workflow.roles() if pattern.match(role.path)))
-
-
-def tail(path: Path, lines: int) -> str:
-    """The last `lines` lines of a text file (all of it when it is shorter), read from the end."""
-    if lines <= 0:
-        return ""
-    with path.open("rb") as file:
-        file.seek(0, os.SEEK_END)
-        position = file.tell()
-        data = b""
-        while position > 0 and data.count(b"\n") <= lines:
-            step = min(LOG_CHUNK, position)
-            position -= step
-            file.seek(position)
-            data = file.read(step) + data
-    return "".join(data.decode("utf-8", errors="replace").splitlines(keepends=True)[-lines:])
 
 
 class Roster:

@@ -23,6 +23,7 @@ from typing import Any, Self
 
 import grpc
 
+from engine.logtail import tail
 from engine.scheduler.agents import AgentSpec
 from executor.agent_server import (
     UNIX_PATH_MAX,
@@ -427,8 +428,9 @@ class LocalAgentProcess:
 
 
 def _tail(path: Path, lines: int = 5) -> str:
+    """An executor's last lines of start-up output, on one line for an error message."""
     try:
-        text = path.read_text(errors="replace").strip().splitlines()
+        text = tail(path, lines + 5).strip().splitlines()[-lines:]  # blank lines at the end
     except OSError:
         return "(no output)"
-    return " | ".join(text[-lines:]) or "(no output)"
+    return " | ".join(text) or "(no output)"
