@@ -12,6 +12,7 @@ import psutil
 from engine import Engine
 from engine.scheduler.local_agent import find_running
 from tests.test_environment_e2e import engine  # noqa: F401  (the fixture)
+from tests.test_environment_e2e import until_idle
 
 
 async def test_a_killed_executor_loses_its_tasks_and_errors_the_environment(
@@ -30,6 +31,7 @@ async def test_a_killed_executor_loses_its_tasks_and_errors_the_environment(
             break
         await asyncio.sleep(0.1)
     assert info.state == "ERROR"
+    info = await until_idle(engine_, made.id)  # GO_ERROR let go of it
     lost = {t.task_id: t for t in info.tasks if t.host == "a2"}
     assert {t.state for t in lost.values()} == {"ERROR"}
     assert all(t.status == "INACTIVE" for t in lost.values())

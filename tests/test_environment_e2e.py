@@ -173,6 +173,16 @@ async def engine(tmp_path: Path) -> AsyncIterator[tuple[Engine, str]]:
     assert find_running(workdir.root) == {}
 
 
+
+async def until_idle(engine: Engine, environment_id: str, timeout: float = 30) -> EnvironmentInfo:
+    """The environment once no transition runs on it: a "done" or ERROR event comes before
+    the transition lets go of it ("<EVENT> ended"), and a request before then is busy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (info := await engine.get_environment(environment_id)).current_transition:
+        assert asyncio.get_running_loop().time() < deadline, f"{environment_id} stays busy"
+        await asyncio.sleep(0.02)
+    return info
+
 def stored(engine: Engine, environment_id: str) -> tuple[str, int, list[str]]:
     """What a fresh connection to the store reads: state, run number, task states."""
     with Store.open(engine.workdir) as store:
@@ -342,7 +352,7 @@ async def test_a_crashed_critical_task_puts_the_environment_in_error(
                 return
     await asyncio.wait_for(error_reached(), 10)
     events.close()
-    now = await engine_.get_environment(info.id)
+    now = await until_idle(engine_, info.id)
     assert now.state == "ERROR" and now.last_transition == "GO_ERROR"
     [row] = now.last_result
     assert row.role_path == "e2e.host-a2.dummy" and row.host == "a2"

@@ -31,7 +31,7 @@ from engine.scheduler.local_agent import find_running
 from engine.store import Store
 from engine.workflow.roles import WorkflowError
 from tests.conftest import make_template_repo
-from tests.test_environment_e2e import DUMMY, settings, stored
+from tests.test_environment_e2e import DUMMY, settings, stored, until_idle
 from tests.test_environment_hooks import CORE_SETTINGS
 
 RUNS = """\
@@ -203,7 +203,7 @@ async def test_end_of_stream_stops_the_run_as_the_core(
     stop = await until(events, settled("CONFIGURED"))
     events.close()
     assert stop.user == CORE_USER
-    now = await engine_.get_environment(info.id)
+    now = await until_idle(engine_, info.id)
     assert now.state == "CONFIGURED" and now.last_transition == "STOP_ACTIVITY"
     assert now.current_run_number == 0 and now.last_run_number == 1
     assert {t.state for t in now.tasks} == {"CONFIGURED"}
@@ -232,7 +232,7 @@ async def test_a_basic_task_ending_stops_the_run_only_once_every_basic_task_ende
     stop = await until(events, settled("CONFIGURED"))
     events.close()
     assert stop.user == CORE_USER
-    now = await engine_.get_environment(info.id)
+    now = await until_idle(engine_, info.id)
     assert now.last_run_number == started.run_number and {t.state for t in now.tasks} == {"CONFIGURED"}
     workflow = engine_._manager._environments[info.id].workflow  # type: ignore[union-attr]
     basic = workflow.find("runs.basic")
@@ -253,8 +253,7 @@ async def test_auto_stop_ends_the_run_as_the_timer_unless_stopped_before(
     assert (await engine_.get_environment(info.id)).last_run_number == started.run_number
 
     # A STOP before the timeout cancels the timer: nobody stops the next run by surprise.
-    while (await engine_.get_environment(info.id)).current_transition:
-        await asyncio.sleep(0.01)  # the timer's stop is over ("ended" published)
+    await until_idle(engine_, info.id)  # the timer's stop is over ("ended" published)
     drain(events)  # what the timer's stop published
     await engine_.control_environment(info.id, "START", user="carol")
     await engine_.control_environment(info.id, "STOP", user="carol")
@@ -288,7 +287,7 @@ async def test_an_internal_error_of_a_critical_task_puts_the_environment_in_erro
     error = await until(events, lambda e: e.kind is EventKind.ENVIRONMENT and e.state == "ERROR")
     events.close()
     assert error.user == CORE_USER
-    now = await engine_.get_environment(info.id)
+    now = await until_idle(engine_, info.id)
     [row] = now.last_result
     assert now.last_transition == "GO_ERROR" and row.role_path == "runs.dummy"
     assert "internal error" in row.reason
@@ -331,6 +330,7 @@ async def test_recover_brings_a_crashed_and_a_failed_task_back_to_standby(
     psutil.Process(dummy.pid).kill()
     await until(events, lambda e: e.kind is EventKind.ENVIRONMENT and e.state == "ERROR")
     events.close()
+    await until_idle(engine_, info.id)
     recovered = await engine_.control_environment(info.id, "RECOVER", user="erin")
     assert recovered.state == "DEPLOYED" and recovered.ok
     now = await engine_.get_environment(info.id)

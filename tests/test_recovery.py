@@ -29,7 +29,7 @@ from engine.scheduler.agents import default_agents
 from engine.scheduler.local_agent import LocalAgentProcess, find_running
 from engine.store import EnvironmentRecord, Store
 from tests.conftest import ROOT, make_template_repo
-from tests.test_environment_e2e import DUMMY, settings
+from tests.test_environment_e2e import DUMMY, settings, until_idle
 from tests.test_environment_hooks import CORE_SETTINGS
 
 WORKFLOW = """\
@@ -419,6 +419,7 @@ async def test_a_transition_cut_short_by_the_host_s_death_sends_the_environment_
                 if info.state == "ERROR":
                     break
                 await asyncio.sleep(0.1)
+            info = await until_idle(engine, environment_id)  # GO_ERROR let go of it
             assert info.state == "ERROR" and info.current_run_number == 0
             assert (await engine.control_environment(environment_id, "RECOVER")).ok
             assert (await engine.control_environment(environment_id, "CONFIGURE")).ok
