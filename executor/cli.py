@@ -132,14 +132,6 @@ async def _drive(task: Task, events: list[OccEvent], arguments: dict[str, str],
     return not printer.failures
 
 
-async def _hold_until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-
 async def run_task(options: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     command = _load(options.task_json)
     identity = TaskIdentity(task_id=options.task_id or f"{socket.gethostname()}-task",
@@ -152,15 +144,25 @@ async def run_task(options: argparse.Namespace, out: TextIO = sys.stdout) -> int
     loop = asyncio.get_running_loop()
     driving = asyncio.current_task()
     assert driving is not None
+    signalled = asyncio.Event()
+    holding = False
+
+    def on_signal() -> None:
+        # One handler for the whole run: swapping handlers would leave a gap
+        # in which SIGTERM kills the process before the task is taken down.
+        signalled.set()
+        if not holding:
+            driving.cancel()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, driving.cancel)
+        loop.add_signal_handler(sig, on_signal)
     ok = False
     try:
         ok = await _drive(task, options.then, dict(options.arg), printer)
         if options.hold and ok:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-            await _hold_until_signalled()
+            holding = True
+            if not signalled.is_set():
+                await signalled.wait()
     except asyncio.CancelledError:
         print("interrupted: taking the task down", file=sys.stderr)
     finally:
