@@ -234,7 +234,7 @@ async def test_readonly_refuses_every_action(home: Home) -> None:
                  for key, active in app.screen.active_bindings.items() if active.binding.show}
         assert shown == {"c": "Configure", "s": "Start", "t": "Stop", "r": "Reset", "R": "Recover",
                          "d": "Destroy", "n": "New", "enter": "Open", "question_mark": "Keys",
-                         "ctrl+t": "Theme", "q": "Quit",
+                         "ctrl+t": "Theme", "q": "Quit", "colon": "Command", "e": "Events",
                          "1": "Envs", "2": "Tasks", "3": "Hosts", "4": "Templates"}
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import shlex
 import signal
 import sys
 from collections.abc import Iterator
@@ -26,20 +25,14 @@ from console.client import AnyEngine, open_engine
 from console.headless import EXIT_FAILED, EXIT_INTERRUPTED, run_command
 from console.shell.colour import ColouredStream, terminal_console
 from console.shell.completion import SHELL_WORDS, CommandCompleter
-from console.shell.parser import (
-    HelpShown,
-    LineError,
-    build_parser,
-    subcommands,
-    summaries,
-)
+from console.shell.line import LineKind, help_lines, read_line
+from console.shell.parser import LineError, build_parser
 from console.shell.watch import watch_environment
 from engine import USER_ERRORS, WorkingDirectory
 from engine.api import RemoteEngineError
 
 PROMPT = "nutshell> "
 HISTORY_FILE = "shell_history"
-EXIT_WORDS = frozenset({"exit", "quit"})
 
 
 def history_path(workdir: WorkingDirectory) -> Path:
@@ -77,26 +70,16 @@ class Shell:
 
     async def execute(self, line: str) -> bool:
         """Run one line; False when the line asks to leave."""
-        try:
-            words = shlex.split(line)
-        except ValueError as error:
-            self._error(f"{error}")
-            return True
-        if not words:
-            return True
-        if words[0] in EXIT_WORDS:
+        read = read_line(self.parser, line)
+        if read.kind is LineKind.EXIT:
             return False
-        if words[0] == "help":
-            self._help(words[1:])
-            return True
-        try:
-            options = self.parser.parse_args(words)
-        except LineError as error:
-            self._error(str(error))
-            return True
-        except HelpShown:
-            return True
-        self.last_code = await self._run(options)
+        if read.kind is LineKind.REFUSED:
+            self._error(read.error)
+        elif read.kind is LineKind.HELP:
+            self._help(read.help_path)
+        elif read.kind is LineKind.COMMAND:
+            assert read.options is not None
+            self.last_code = await self._run(read.options)
         return True
 
     def interrupt(self) -> None:
@@ -146,24 +129,15 @@ class Shell:
             loop.remove_signal_handler(signal.SIGINT)
 
     def _help(self, path: list[str]) -> None:
-        parser: argparse.ArgumentParser = self.parser
-        for depth, word in enumerate(path):
-            chosen = subcommands(parser).get(word)
-            if chosen is None:
-                self._error(f"help: no command {' '.join(path[:depth + 1])!r}; "
-                            "`help` lists them")
-                return
-            parser = chosen
-        if path:
-            print(parser.format_help(), end="")
+        try:
+            lines = help_lines(self.parser, path, SHELL_WORDS)
+        except LineError as error:
+            self._error(str(error))
             return
-        rows = [(s.name + (f" ({', '.join(s.aliases)})" if s.aliases else ""), s.help)
-                for s in summaries(self.parser)]
-        rows += [(word, text) for word, text in SHELL_WORDS.items()]
-        width = max(len(name) for name, _ in rows)
-        for name, text in rows:
-            print(f"{name.ljust(width)}  {text}")
-        print("`help COMMAND [ACTION]` shows a command's options; Tab completes.")
+        for line in lines:
+            print(line)
+        if not path:
+            print("`help COMMAND [ACTION]` shows a command's options; Tab completes.")
 
     def _error(self, message: str) -> None:
         self.last_code = EXIT_FAILED

@@ -2,8 +2,10 @@
 
 The app opens the engine (in-process on its own thread, or a `nutshell core` with
 --core), holds the theme and the read-only switch, and shows the environments
-view; the views do the rest (console.tui.components). Closing the console closes
-the engine; executors and tasks keep running.
+view; the views do the rest (console.tui.components). Over any view, `:` opens the
+command line (console.tui.command_line) and `e` the events pane
+(console.tui.events_pane). Closing the console closes the engine; executors and
+tasks keep running.
 """
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ from textual.screen import Screen
 
 from console.client import open_engine
 from console.tui.bindings import APP_BINDINGS
+from console.tui.command_line import HISTORY_FILE, CommandScreen
 from console.tui.components.environments_table import EnvironmentsTable
 from console.tui.components.environments_view import EnvironmentsView
 from console.tui.components.live_view import LiveView, show_view
+from console.tui.events_pane import EventLog
 from console.tui.preferences import THEME_NAMES, Preferences, next_theme
 from console.tui.views import VIEW_HELP, VIEWS
 from engine import WorkingDirectory
@@ -33,20 +37,26 @@ class ConsoleApp(App[int]):
     TITLE = "nutshell"
 
     def __init__(self, workdir: WorkingDirectory | None = None, *, core: str = "",
-                 readonly: bool = False) -> None:
+                 readonly: bool = False, engine: AnyEngine | None = None) -> None:
+        """`engine`: one the caller opened (tests, embedding), used instead of opening the
+        working directory's; the console closes it when it ends, as its own."""
         super().__init__()
+        self._given_engine = engine
         self.workdir = workdir or WorkingDirectory.from_environment()
         self.core = core
         self.readonly = readonly
         self.engine: AnyEngine | None = None
         self.preferences = Preferences.load(self.workdir.root)
+        self.event_log = EventLog(self)
+        self._command_screen: CommandScreen | None = None
         self._closed = False
 
     async def on_mount(self) -> None:
         use_themes(self, self.preferences.theme)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.screen_change_signal.subscribe(self, self.event_log.place)
         self.sub_title = self.core or str(self.workdir.root)
-        self.engine = await self._open()
+        self.engine = self._given_engine or await self._open()
         await self.push_screen(EnvironmentsView(self.engine, readonly=self.readonly))
 
     async def _open(self) -> AnyEngine:
@@ -85,12 +95,31 @@ class ConsoleApp(App[int]):
         for view in VIEWS:
             yield SystemCommand(f"View: {view}", VIEW_HELP[view],
                                 lambda view=view: self.action_view(view))
+        yield SystemCommand("Command line", "Run a command of `nutshell shell` (key :)",
+                            self.action_command_line)
+        yield SystemCommand("Events pane", "Show or hide the live events of every "
+                            "environment (key e)", self.action_toggle_events)
 
     # -- views --------------------------------------------------------------------------
 
     def action_view(self, name: str) -> None:
         """Keys 1-4 and the palette: the environments, tasks, hosts or templates view."""
         show_view(self, VIEWS[name])
+
+    # -- the command line, the events pane ----------------------------------------------
+
+    def action_command_line(self) -> None:
+        """`:` over any view: the line and its output, as they were left."""
+        if self.engine is None or isinstance(self.screen, CommandScreen):
+            return
+        if self._command_screen is None:
+            self._command_screen = CommandScreen(self.engine, readonly=self.readonly,
+                                                 history=self.workdir.root / HISTORY_FILE)
+            self.install_screen(self._command_screen, name="command-line")
+        self.push_screen("command-line")
+
+    def action_toggle_events(self) -> None:
+        self.event_log.toggle(self.engine)
 
     # -- help, quit ---------------------------------------------------------------------
 
@@ -112,6 +141,7 @@ class ConsoleApp(App[int]):
         if self._closed:
             return
         self._closed = True
+        self.event_log.close()
         for screen in self.screen_stack:
             if isinstance(screen, (EnvironmentsView, LiveView)):
                 screen.close_feed()

@@ -27,6 +27,8 @@ APP_BINDINGS: list[Binding] = [
     Binding("question_mark", "toggle_help", "Keys", key_display="?"),
     Binding("ctrl+t", "next_theme", "Theme"),
     Binding("q", "quit", "Quit"),
+    Binding("colon", "command_line", "Command", key_display=":"),  # console.tui.command_line
+    Binding("e", "toggle_events", "Events"),  # console.tui.events_pane
     # the views (console.tui.views.VIEWS): 1 environments, 2 tasks, 3 hosts, 4 templates
     Binding("1", "view('environments')", "Envs"),
     Binding("2", "view('tasks')", "Tasks"),
