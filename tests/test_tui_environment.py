@@ -1,12 +1,15 @@
 """The console's environment view under Textual's Pilot, against a real engine (on its
-own thread, as the console runs it) with real executors and dummy tasks; plus the
-tree's batched updates with 2000 synthetic tasks."""
+own thread, as the console runs it) with real executors and dummy tasks; plus, at the
+2000-task scale, the tree's batched updates and filter, and the screen over a synthetic
+engine (events applied in place, roles from the engine's reads)."""
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,9 @@ from console.tui.result_table import ResultTable, failures_first
 from console.tui.role_tree import NodeKind, NodeRef, RoleTree
 from engine import (
     EnvironmentEvent,
+    EnvironmentInfo,
     EventKind,
+    EventQueue,
     RoleInfo,
     TaskInfo,
     TaskRow,
@@ -73,14 +78,8 @@ def tree_of(pilot: Pilot[None]) -> RoleTree:
 
 
 def labels(tree: RoleTree) -> list[str]:
-    """Every node's label as shown, depth first."""
-    found: list[str] = []
-    stack = [tree.root]
-    while stack:
-        node = stack.pop()
-        found.append(node.label.plain)
-        stack.extend(reversed(node.children))
-    return found
+    """The label of every node the filter lets through, depth first."""
+    return [node.label.plain for node in tree.shown_nodes()]
 
 
 def task_states(tree: RoleTree) -> set[str]:
@@ -330,3 +329,137 @@ def test_failed_rows_come_first_in_the_engine_order() -> None:
             TaskRow("t3", "r.c", "a2", "CONFIGURED", "RUNNING"),
             TaskRow("t4", "r.d", "a2", "CONFIGURED", "ERROR", "timeout")]
     assert [row.task_id for row in failures_first(rows)] == ["t2", "t4", "t1", "t3"]
+
+
+async def test_filter_hides_and_shows_the_same_nodes() -> None:
+    root, tasks = synthetic()
+    async with TreeHost().run_test(size=SIZE) as pilot:
+        tree = pilot.app.query_one(RoleTree)
+        tree.load(root, tasks, {})
+        await pilot.pause()
+        everything = 1 + HOSTS + 2 * HOSTS * PER_HOST
+        assert tree.last_line + 1 == everything
+        refs = [NodeRef(NodeKind.TASK, t.task_id) for t in tasks] + \
+            [NodeRef(NodeKind.ROLE, path) for path in tree.roles]
+        nodes = {ref: tree.node_of(ref) for ref in refs}
+        hidden_task = NodeRef(NodeKind.TASK, "task-3-5")
+        tree.move_cursor(nodes[hidden_task])
+        await pilot.pause()
+
+        tree.set_filter("big.h7")  # a role path: that role, its subtree and the root
+        assert tree.last_line + 1 == 2 + 2 * PER_HOST
+        assert tree.is_shown(NodeRef(NodeKind.ROLE, "big.h7"))
+        assert tree.is_shown(NodeRef(NodeKind.TASK, "task-7-99"))
+        assert not tree.is_shown(hidden_task) and nodes[hidden_task].line == -1
+        assert tree.cursor_node is tree.root  # the cursor's task hidden: its shown ancestor
+        tree.set_filter("h7 ")  # the same after stripping: nothing laid out again
+        assert tree.last_line + 1 == 2 + 2 * PER_HOST
+
+        tree.set_filter("")
+        assert tree.last_line + 1 == everything
+        assert all(tree.node_of(ref) is node for ref, node in nodes.items())  # never rebuilt
+        assert nodes[hidden_task].line > 0
+
+        tree.set_filter("error")  # a state filter follows the states as they change
+        assert labels(tree) == ["big  CONFIGURED"]
+        tree.apply_task_states({"task-9-9": ("ERROR", "ACTIVE")})
+        assert labels(tree) == ["big  CONFIGURED", "h9  CONFIGURED", "t9  CONFIGURED",
+                                "! task-9-9 @h9  ERROR"]
+        assert tree.last_line + 1 == 4
+        tree.apply_task_states({"task-9-9": ("RUNNING", "")})  # an empty status keeps it
+        assert labels(tree) == ["big  CONFIGURED"]
+        assert tree.tasks["task-9-9"].status == "ACTIVE"
+
+
+class SyntheticEngine:
+    """The engine calls EnvironmentScreen makes, over the 2000 synthetic tasks: what a
+    real 2000-task environment would answer, without 2000 processes. `gate` holds every
+    read of the environment after the first until it is set."""
+
+    def __init__(self) -> None:
+        self.root, tasks = synthetic()
+        self.tasks = {task.task_id: task for task in tasks}
+        self.roles: dict[str, tuple[str, str]] = {}
+        stack = [self.root]
+        while stack:
+            role = stack.pop()
+            self.roles[role.full_path] = (role.state, role.status)
+            stack.extend(role.roles)
+        self.subscriptions: list[Any] = []
+        self.gate = asyncio.Event()
+        self.reads = 0
+
+    async def subscribe(self) -> Any:
+        queue = EventQueue()
+        self.subscriptions.append(queue)
+        return queue
+
+    async def get_environment(self, environment_id: str) -> EnvironmentInfo:
+        self.reads += 1
+        if self.reads > 1:
+            await self.gate.wait()
+        return EnvironmentInfo(
+            id=environment_id, state="RUNNING", workflow="synthetic", created_by="test",
+            created=datetime.now(UTC), current_run_number=1, last_run_number=1,
+            tasks=tuple(self.tasks.values()), last_transition="", last_result=(),
+            roles=dict(self.roles))
+
+    async def get_workflow_tree(self, environment_id: str) -> RoleInfo:
+        return self.root
+
+    def change(self, task_id: str, state: str) -> None:
+        """A task changes state, its task role and the roles above it aggregate (as §1.5
+        would for these: one host MIXED, the root MIXED), one TASK event."""
+        task = self.tasks[task_id] = replace(self.tasks[task_id], state=state)
+        host = task.role_path.rpartition(".")[0]
+        self.roles.update({task.role_path: (state, "ACTIVE"), host: ("MIXED", "ACTIVE"),
+                           "big": ("MIXED", "ACTIVE")})
+        for queue in self.subscriptions:
+            queue.put(EnvironmentEvent(EventKind.TASK, "big", state, task_id=task_id,
+                                       role_path=task.role_path, status="ACTIVE"))
+
+
+async def test_2000_task_screen_applies_event_batches_in_place() -> None:
+    engine = SyntheticEngine()
+    screen = EnvironmentScreen(engine, "big")  # type: ignore[arg-type]  # the synthetic engine
+    async with ScreenHost(screen).run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(tree_of(pilot).tasks) == 2000, "the 2000 tasks")
+        tree = tree_of(pilot)
+        refs = [NodeRef(NodeKind.TASK, t) for t in engine.tasks] + \
+            [NodeRef(NodeKind.ROLE, path) for path in tree.roles]
+        nodes = {ref: tree.node_of(ref) for ref in refs}
+        await select_task(pilot, "task-4-7")
+        pane = screen.query_one(DetailPane)
+        assert pane.plain()["state"] == "CONFIGURED / ACTIVE"
+        before = {ref: node._updates for ref, node in nodes.items()}  # type: ignore[union-attr]
+
+        for t in range(50):  # half of host 4's tasks start; the reads of the engine wait
+            engine.change(f"task-4-{t}", "RUNNING")
+        task_node = nodes[NodeRef(NodeKind.TASK, "task-4-7")]
+        assert task_node is not None
+        await until(pilot, lambda: all(tree.tasks[f"task-4-{t}"].state == "RUNNING"
+                                       for t in range(50)), "the events' states on the tree")
+        await until(pilot, lambda: task_node.label.plain.endswith("RUNNING")
+                    and pane.plain()["state"] == "RUNNING / ACTIVE",
+                    "the selected task's badge and details from the events alone")
+        assert engine.reads == 2  # the load, and one read held at the gate
+        assert tree.role_states["big.h4"] == ("CONFIGURED", "ACTIVE")  # roles: from reads
+
+        engine.gate.set()
+        host = nodes[NodeRef(NodeKind.ROLE, "big.h4")]
+        assert host is not None
+        await until(pilot, lambda: host.label.plain == "h4  MIXED"
+                    and tree.root.label.plain == "big  MIXED", "the roles above aggregated")
+        await until(pilot, lambda: tree.role_states["big.h4.t49"][0] == "RUNNING",
+                    "the task roles")
+        tree.move_cursor(host)
+        await until(pilot, lambda: pane.shown == "big.h4"
+                    and pane.plain()["state"] == "MIXED / ACTIVE", "the host role's details")
+        touched = {ref for ref, node in nodes.items()
+                   if node is not None and node._updates != before[ref]}
+        changed = {NodeRef(NodeKind.TASK, f"task-4-{t}") for t in range(50)} \
+            | {NodeRef(NodeKind.ROLE, f"big.h4.t{t}") for t in range(50)} \
+            | {NodeRef(NodeKind.ROLE, "big.h4"), NodeRef(NodeKind.ROLE, "big")}
+        # the changed tasks, their roles and the roles above; the cursor's old and new lines
+        assert changed <= touched <= changed | {NodeRef(NodeKind.TASK, "task-4-7")}
+        assert all(tree.node_of(ref) is node for ref, node in nodes.items())  # never rebuilt

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual.app import App, ComposeResult
+
 from console.tui.app import ConsoleApp
 from console.tui.components.confirm import ConfirmModal
 from console.tui.components.environments_view import EnvironmentsView
 from console.tui.components.hosts_view import HostsView
 from console.tui.components.record_table import RecordTable
-from console.tui.components.tasks_view import TasksView
+from console.tui.components.tasks_view import COLUMNS as TASK_COLUMNS
+from console.tui.components.tasks_view import TasksView, task_row
 from console.tui.components.templates_view import TemplatesView
 from console.tui.log_screen import LogScreen
-from engine import EnvEvent
+from console.tui.state_badge import badge
+from engine import EnvEvent, TaskInfo
 from engine.api.client import RemoteEngine
 from tests.conftest import make_template_repo
 from tests.test_cli_env import WORKFLOW, launch_orphan
@@ -219,3 +223,59 @@ async def test_the_views_attached_to_a_core(home: Home) -> None:
             await pilot.press("q")
     finally:
         core.stop()
+
+
+class TableHost(App[None]):
+    def compose(self) -> ComposeResult:
+        yield RecordTable(TASK_COLUMNS, render={"state": badge}, id="tasks")
+
+
+def shown_line(table: RecordTable, key: str) -> str:
+    """The text on screen of `key`'s row."""
+    y = table.get_row_index(key) - table.scroll_offset.y + 1  # below the header
+    return table.render_line(y).text
+
+
+async def test_2000_rows_change_in_place_and_filter_in_bulk() -> None:
+    rows = {f"task-{n}": task_row(TaskInfo(
+        task_id=f"task-{n}", role_path=f"big.h{n // 100}.t{n % 100}", class_name="dummy",
+        host=f"flp{n // 100:03d}", agent="a", state="CONFIGURED", status="ACTIVE", pid=n,
+        control_port=None, critical=True, log_path="")) for n in range(2000)}
+    async with TableHost().run_test(size=SIZE) as pilot:
+        table = pilot.app.query_one(RecordTable)
+        table.set_records(rows)
+        await pilot.pause()
+        assert table.row_count == 2000
+        table.move_cursor(row=3)
+        await pilot.pause()
+        assert "CONFIGURED" in shown_line(table, "task-3")
+
+        # a batch of events: the rows change on screen, the cursor stays
+        table.update_records({key: {**rows[key], "state": "RUNNING"}
+                              for key in ("task-3", "task-4", "task-1999")})
+        await pilot.pause()
+        assert "RUNNING" in shown_line(table, "task-3") and "RUNNING" in shown_line(table,
+                                                                                   "task-4")
+        assert "CONFIGURED" in shown_line(table, "task-5")
+        assert str(table.get_cell("task-1999", "state")) == "RUNNING"
+        assert table.selected == "task-3"
+
+        table.move_cursor(row=1500)
+        table.set_filter("flp01")  # 1000 rows go at once: the table is filled anew
+        assert table.row_count == len(table.shown) == 1000
+        assert table.selected == "task-1500"  # the cursor stays on its record
+        table.update_records({"task-5": {**rows["task-5"], "state": "ERROR"}})
+        assert "task-5" not in table.shown and table.records["task-5"]["state"] == "ERROR"
+        table.update_records({"task-5": {**rows["task-5"], "host": "flp010"}})  # now matches
+        assert "task-5" in table.shown and table.row_count == 1001
+        table.set_filter("flp015 task-150")  # every word, in any column
+        assert set(table.shown) == {f"task-{n}" for n in range(1500, 1510)}
+        table.set_filter("")
+        assert table.row_count == 2000 and table.selected == "task-1500"
+
+        table.sort_by("state")  # a change of the sorted column re-sorts (stably)
+        assert order(table)[1997:] == ["task-3", "task-4", "task-1999"]
+        table.update_records({"task-7": {**rows["task-7"], "state": "ERROR"}})
+        assert order(table)[1996:] == ["task-7", "task-3", "task-4", "task-1999"]
+        await pilot.pause()
+        assert table.selected == "task-1500"

@@ -14,6 +14,7 @@ from console.tui.state_badge import badge
 from engine import RoleInfo, TaskInfo
 
 VARIABLES = "variables"
+MIN_LINES = 12  # a task's details and a small role's fit: moving between them keeps the height
 
 
 def _state(state: str, status: str) -> Text:
@@ -54,10 +55,13 @@ def role_fields(role: RoleInfo, state: str, status: str) -> dict[str, str | Text
 class DetailPane(Static):
     """Shows one task or role as a two-column grid; `fields` holds what it shows."""
 
+    DEFAULT_CSS = f"DetailPane {{ min-height: {MIN_LINES}; }}"
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("select a role or task", id=id)
         self.shown = ""  # the task id or role path shown
         self.fields: dict[str, str | Text] = {}
+        self._lines = (-1, -1)  # (width, height) of what is shown, in cells
 
     def show_task(self, task: TaskInfo) -> None:
         self._show(task.task_id, task_fields(task))
@@ -72,7 +76,15 @@ class DetailPane(Static):
         grid.add_column()
         for key, value in fields.items():
             grid.add_row(Text(key, style="bold underline") if key == VARIABLES else key, value)
-        self.update(grid)
+        # the screen is laid out again only when the pane's height changes (a layout
+        # repaints the whole screen): moving from task to task, or to a role with few
+        # variables, keeps it
+        width = self.content_size.width
+        lines = (width, max(MIN_LINES, len(self.app.console.render_lines(
+            grid, self.app.console.options.update_width(width), pad=False)))) \
+            if width else (-1, -1)
+        self.update(grid, layout=lines != self._lines or width == 0)
+        self._lines = lines
 
     def plain(self) -> dict[str, str]:
         """The fields as plain text."""

@@ -2,15 +2,19 @@
 last transition's result table, its transitions on single keys and `l` for a task's log.
 
 Engine events come in batches at most every 100 ms (the console's EventFeed) and are
-collapsed per task in an EventBatch; each batch is applied once: the task states from
-the events at once, then the environment read once (aggregated role states, task
-records, run, result) and only the nodes that changed relabelled. While a read is
-under way the next batch waits for it. A transition runs in a worker; its table
-replaces the last one.
+collapsed per task in an EventBatch. A batch's task states and statuses go straight onto
+the tree's nodes (no read: the events tell them). What the events cannot tell (the
+roles' aggregated states, the run, the result table) comes from a read of the
+environment, at most one under way and at most one every READ_INTERVAL while task
+events flow (an environment event asks for one at once); the task records in the read
+(pid, host, port) are compared only after an environment event, or every
+FULL_READ_INTERVAL, since the events keep their state current. A transition runs in a
+worker; its table replaces the last one.
 """
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -19,9 +23,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static, Tree
+from textual.timer import Timer
+from textual.widgets import Input, Static, Tree
 
 from console.client import current_user
+from console.tui import long_lived
 from console.tui.bindings import TRANSITION_KEYS, TRANSITION_LABELS
 from console.tui.detail_pane import DetailPane
 from console.tui.event_batch import EventBatch
@@ -30,6 +36,7 @@ from console.tui.log_screen import LogScreen
 from console.tui.messages import EngineEvents, EngineEventsEnded
 from console.tui.result_table import ResultTable
 from console.tui.role_tree import NodeKind, NodeRef, RoleTree
+from console.tui.stable_footer import StableFooter
 from console.tui.state_badge import badge
 from engine import USER_ERRORS, EnvEvent, EnvironmentInfo, TransitionFailed
 
@@ -40,6 +47,9 @@ if TYPE_CHECKING:
 # RuntimeError for an engine out of reach (RemoteEngineError: a core that stopped; a
 # ThreadedEngine already closed).
 ENGINE_ERRORS: tuple[type[Exception], ...] = (*USER_ERRORS, RuntimeError)
+
+READ_INTERVAL = 0.25  # s: the least time between two reads of the environment
+FULL_READ_INTERVAL = 2.0  # s: the task records of a read compared at least this often
 
 ENVIRONMENT_BINDINGS: list[Binding] = [
     *(Binding(key, f"transition({event.value!r})", TRANSITION_LABELS[event])
@@ -61,9 +71,16 @@ class EnvironmentScreen(Screen[None]):
         self.readonly = readonly
         self.info: EnvironmentInfo | None = None
         self.batch = EventBatch(environment_id)
-        self.updates = 0  # batches applied, for the status line and tests
+        self.updates = 0  # event batches applied, for the status line and tests
+        self.reads = 0  # reads of the environment applied, for tests
         self._feed: EventFeed | None = None
-        self._refreshing = False
+        self._reading = False  # a read of the environment is under way
+        self._read_again = False  # …and another is wanted after it
+        self._full_wanted = False  # the next read compares the task records too
+        self._read_timer: Timer | None = None
+        self._last_read = self._last_full = 0.0
+        self._summary = Text()
+        self._frozen = False  # the objects alive at load time are out of the collector's way
         self._transition = ""  # the one under way, if any
         self._left = False  # unmounted: a subscription still arriving is closed at once
 
@@ -76,7 +93,7 @@ class EnvironmentScreen(Screen[None]):
         yield ResultTable(id="result")
         yield Input(placeholder="filter by role path, task id, host or state (enter: keep, "
                                 "escape: clear)", id="filter")
-        yield Footer()
+        yield StableFooter()
 
     async def on_mount(self) -> None:
         self.query_one(RoleTree).border_title = "roles and tasks"
@@ -86,6 +103,9 @@ class EnvironmentScreen(Screen[None]):
 
     async def on_unmount(self) -> None:
         self._left = True
+        if self._frozen:
+            self._frozen = False
+            long_lived.release()
         if self._feed is not None:
             self._feed.close()
 
@@ -108,6 +128,9 @@ class EnvironmentScreen(Screen[None]):
         tree.load(root, info.tasks, info.roles)
         self._show_environment(info)
         self._show_selection()
+        if not self._left:
+            long_lived.hold()  # thousands of nodes and records: out of the collector's way
+            self._frozen = True
         self.run_worker(self._feed.run(), group="events", exit_on_error=False)
 
     def on_engine_events(self, message: EngineEvents) -> None:
@@ -120,33 +143,68 @@ class EnvironmentScreen(Screen[None]):
             self._gone(f"no live updates: {message.reason}")
 
     def _flush(self) -> None:
-        """Apply what came, if anything did and no re-read is under way (that one flushes
-        again when it ends)."""
-        if self.batch and not self._refreshing:
-            self._refreshing = True
-            self.run_worker(self._apply(), group="refresh", exit_on_error=False)
-
-    async def _apply(self) -> None:
-        try:
-            batch = self.batch.take()
-            tree = self.query_one(RoleTree)
+        """Apply what came: the task states at once, a read for the rest."""
+        if not self.batch:
+            return
+        batch = self.batch.take()
+        tree = self.query_one(RoleTree)
+        if batch.tasks:
             changed = tree.apply_task_states(batch.tasks)
+            if tree.selected in changed:
+                self._show_selection()
+        self.updates += 1
+        self._request_read(full=batch.environment)
+
+    def _request_read(self, *, full: bool = False) -> None:
+        """Read the environment now, or once READ_INTERVAL has passed since the last read
+        (`full`: at once), or right after the read under way."""
+        self._full_wanted |= full
+        if self._reading:
+            self._read_again = True
+            return
+        wait = 0.0 if self._full_wanted else self._last_read + READ_INTERVAL - time.monotonic()
+        if wait > 0:
+            if self._read_timer is None:
+                self._read_timer = self.set_timer(wait, self._timed_read)
+            return
+        if self._read_timer is not None:
+            self._read_timer.stop()
+            self._read_timer = None
+        self._reading = True
+        self.run_worker(self._read(), group="read", exit_on_error=False)
+
+    def _timed_read(self) -> None:
+        self._read_timer = None
+        self._request_read()
+
+    async def _read(self) -> None:
+        tree = self.query_one(RoleTree)
+        try:
+            now = time.monotonic()
+            full = self._full_wanted or now - self._last_full >= FULL_READ_INTERVAL
+            self._full_wanted = False
+            self._last_read = now
+            serial = tree.event_serial
             try:
                 info = await self.engine.get_environment(self.environment_id)
             except ENGINE_ERRORS as error:
                 self._gone(str(error))
                 return
-            changed |= tree.apply(info.roles, info.tasks)
+            changed = tree.apply(info.roles, info.tasks if full else (), read_after=serial)
+            if full:
+                self._last_full = now
             self._show_environment(info)
             if tree.selected in changed:
                 self._show_selection()
-            self.updates += 1
+            self.reads += 1
         finally:
-            self._refreshing = False
-            if self.batch:
-                self.call_later(self._flush)
+            self._reading = False
+            if self._read_again and not self._left:
+                self._read_again = False
+                self.call_later(self._request_read)
 
     def _gone(self, why: str) -> None:
+        self._summary = Text()
         self.query_one("#summary", Static).update(Text(f"environment {self.environment_id}: "
                                                        f"{why}", style="bold red"))
 
@@ -160,7 +218,10 @@ class EnvironmentScreen(Screen[None]):
             summary.append(f"  {self._transition}…", style="bold yellow")
         if self.readonly:
             summary.append("  read-only", style="reverse")
-        self.query_one("#summary", Static).update(summary)
+        shown = self.query_one("#summary", Static)
+        if summary != self._summary:  # one line high: no layout
+            self._summary = summary
+            shown.update(summary, layout=False)
         self.query_one(ResultTable).show(info.last_transition, info.last_result)
 
     def _show_selection(self) -> None:

@@ -27,6 +27,7 @@ class ResultTable(DataTable[Text | str]):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.rows_shown: list[TaskRow] = []
         self.transition = ""
+        self._source: Sequence[TaskRow] = ()  # the rows last given, as given
 
     def on_mount(self) -> None:
         for column in COLUMNS:
@@ -39,7 +40,11 @@ class ResultTable(DataTable[Text | str]):
         self.border_title = f"last transition: {what}" + (f" — {failed} failed" if failed else "")
 
     def show(self, transition: str, rows: Sequence[TaskRow]) -> None:
-        """Replace the table with `rows` of `transition`, unless it shows them already."""
+        """Replace the table with `rows` of `transition`, unless it shows them already (the
+        environment is re-read several times a second: the same rows again cost nothing)."""
+        if rows is self._source and transition == self.transition:
+            return
+        self._source = rows
         ordered = failures_first(rows)
         if ordered == self.rows_shown and transition == self.transition:
             return

@@ -1,19 +1,30 @@
 """The live role tree of one environment: roles (aggregators, iterators' children,
 task roles, calls) with their aggregated states, tasks as leaves, critical marks.
 
-Built once from the workflow tree (`Engine.get_workflow_tree`); afterwards
-`apply` relabels only the nodes whose state changed, found through maps from
-role path and task id to node, so a burst of task events never rebuilds the tree.
-Only a new filter rebuilds it (a keypress, not an event).
+Built once from the workflow tree (`Engine.get_workflow_tree`); afterwards nothing
+rebuilds it. `apply` relabels only the nodes whose state changed, found through maps
+from role path and task id to node, and repaints only those of their lines that are on
+screen (Tree.set_label schedules a repaint per node). The `/` filter hides and shows
+the existing nodes: it picks the
+nodes to show from the records (no widget touched) and the tree's lines are laid out
+again without the hidden ones, so a keystroke costs a walk over the records, not a
+rebuild of thousands of nodes and labels.
+
+The line layout (`_build`) and the label width follow Textual's Tree (textual 8, pinned
+below 9 in pyproject.toml): the hidden nodes are left out, and a label's width is its
+text's, without rendering it.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
 
+from rich.cells import cell_len
 from rich.text import Text
+from textual.geometry import Region, Size
 from textual.widgets import Tree
+from textual.widgets._tree import _TreeLine
 from textual.widgets.tree import TreeNode
 
 from console.tui.state_badge import CRITICAL_MARK, badge
@@ -46,8 +57,13 @@ class RoleTree(Tree[NodeRef]):
         self._root_role: RoleInfo | None = None
         self._role_nodes: dict[str, TreeNode[NodeRef]] = {}
         self._task_nodes: dict[str, TreeNode[NodeRef]] = {}
-        self._tasks_of: dict[str, list[str]] = {}  # role path → its own tasks' ids
+        self._tasks_of: dict[str, list[str]] = {}  # role path → its own tasks' ids, sorted
         self.filter_text = ""
+        self._shown: set[TreeNode[NodeRef]] | None = None  # under a filter: the nodes shown
+        self.event_serial = 0  # task-event batches applied so far
+        self._event_serial_of: dict[str, int] = {}  # task id → the batch that last set it
+        self._relabelled: list[TreeNode[NodeRef]] = []  # since the last repaint
+        self._label_widths: dict[TreeNode[NodeRef], tuple[int, int]] = {}  # (revision, width)
 
     # --- building ---------------------------------------------------------------------
 
@@ -67,59 +83,151 @@ class RoleTree(Tree[NodeRef]):
         self._tasks_of = {}
         for task in self.tasks.values():
             self._tasks_of.setdefault(task.role_path, []).append(task.task_id)
-        self._rebuild()
+        for ids in self._tasks_of.values():
+            ids.sort()
+        self._event_serial_of = {}
+        self._label_widths = {}
+        self.clear()
+        self._role_nodes, self._task_nodes = {}, {}
+        self.root.data = NodeRef(NodeKind.ROLE, root.full_path)
+        self.root.set_label(self._role_label(root.full_path))
+        self._role_nodes[root.full_path] = self.root
+        self._add_subtree(self.root, root)
+        self.root.expand_all()
+        self._shown = self._nodes_shown()
+        self._invalidate()
+
+    def _add_subtree(self, node: TreeNode[NodeRef], role: RoleInfo) -> None:
+        """Below `node`: `role`'s tasks and child roles, every one of them (the filter
+        only hides)."""
+        for task_id in self._tasks_of.get(role.full_path, ()):
+            self._task_nodes[task_id] = node.add_leaf(self._task_label(task_id),
+                                                      NodeRef(NodeKind.TASK, task_id))
+        for child in role.roles:
+            added = node.add(self._role_label(child.full_path),
+                             NodeRef(NodeKind.ROLE, child.full_path))
+            self._role_nodes[child.full_path] = added
+            self._add_subtree(added, child)
+
+    # --- the filter -------------------------------------------------------------------
 
     def set_filter(self, text: str) -> None:
         """Narrow the tree to the roles and tasks matching `text` (all of it when empty)."""
         text = text.strip()
         if text != self.filter_text:
             self.filter_text = text
-            self._rebuild()
+            self._refilter()
 
-    def _rebuild(self) -> None:
-        self.clear()
-        self._role_nodes, self._task_nodes = {}, {}
+    def _refilter(self) -> None:
+        """Lay the lines out again if the nodes to show are not those shown."""
+        shown = self._nodes_shown()
+        if shown != self._shown:
+            self._shown = shown
+            self._invalidate()
+
+    def _nodes_shown(self) -> set[TreeNode[NodeRef]] | None:
+        """The nodes the filter lets through: those matching, their ancestors, and the whole
+        subtree of a matching role; None when there is no filter (everything shows)."""
         root = self._root_role
-        if root is None:
-            return
-        self.root.data = NodeRef(NodeKind.ROLE, root.full_path)
-        self.root.set_label(self._role_label(root.full_path))
-        self._role_nodes[root.full_path] = self.root
-        self._add_subtree(self.root, root, self._matches_role(root.full_path))
-        self.root.expand_all()
-
-    def _add_subtree(self, node: TreeNode[NodeRef], role: RoleInfo, shown: bool) -> None:
-        """Below `node`: `role`'s tasks and child roles; `shown`: an ancestor matched, so
-        the whole subtree shows."""
-        for task_id in sorted(self._tasks_of.get(role.full_path, ())):
-            if shown or self._matches_task(self.tasks[task_id]):
-                self._task_nodes[task_id] = node.add_leaf(self._task_label(task_id),
-                                                          NodeRef(NodeKind.TASK, task_id))
-        for child in role.roles:
-            child_shown = shown or self._matches_role(child.full_path)
-            if child_shown or self._subtree_matches(child):
-                added = node.add(self._role_label(child.full_path),
-                                 NodeRef(NodeKind.ROLE, child.full_path))
-                self._role_nodes[child.full_path] = added
-                self._add_subtree(added, child, child_shown)
-
-    def _matches_role(self, path: str) -> bool:
-        if not self.filter_text:
-            return True
+        if not self.filter_text or root is None:
+            return None
         wanted = self.filter_text.lower()
+        shown: set[TreeNode[NodeRef]] = {self.root}
+        # post-order over the roles (no recursive closure: see _build): a role shows when
+        # it matches, an ancestor matched (`whole`), or something below it shows
+        order: list[tuple[RoleInfo, bool, str]] = []  # (role, whole, its parent's path)
+        stack = [(root, self._role_matches(root.full_path, wanted), "")]
+        while stack:
+            role, whole, parent = stack.pop()
+            order.append((role, whole, parent))
+            stack.extend((child, whole or self._role_matches(child.full_path, wanted),
+                          role.full_path) for child in role.roles)
+        found: set[str] = set()  # the roles with something shown below them
+        for role, whole, parent in reversed(order):  # children before their parent
+            below = role.full_path in found
+            for task_id in self._tasks_of.get(role.full_path, ()):
+                if whole or self._task_matches(self.tasks[task_id], wanted):
+                    shown.add(self._task_nodes[task_id])
+                    below = True
+            if below or whole:
+                shown.add(self._role_nodes[role.full_path])
+                found.add(parent)
+        return shown
+
+    def _role_matches(self, path: str, wanted: str) -> bool:
         return wanted in path.lower() or wanted == self.role_states.get(path, ("", ""))[0].lower()
 
-    def _matches_task(self, task: TaskInfo) -> bool:
-        wanted = self.filter_text.lower()
-        return (not wanted or wanted in task.task_id.lower() or wanted in task.host.lower()
+    @staticmethod
+    def _task_matches(task: TaskInfo, wanted: str) -> bool:
+        return (wanted in task.task_id.lower() or wanted in task.host.lower()
                 or wanted in task.role_path.lower() or wanted == task.state.lower())
 
-    def _subtree_matches(self, role: RoleInfo) -> bool:
-        if self._matches_role(role.full_path):
-            return True
-        if any(self._matches_task(self.tasks[t]) for t in self._tasks_of.get(role.full_path, ())):
-            return True
-        return any(self._subtree_matches(child) for child in role.roles)
+    def is_shown(self, ref: NodeRef) -> bool:
+        """Whether the filter lets `ref`'s node through (folding aside)."""
+        node = self.node_of(ref)
+        return node is not None and (self._shown is None or node in self._shown)
+
+    def shown_nodes(self) -> Iterator[TreeNode[NodeRef]]:
+        """The nodes the filter lets through, depth first (folded ones included)."""
+        stack = [self.root]
+        while stack:
+            node = stack.pop()
+            if self._shown is None or node in self._shown:
+                yield node
+                stack.extend(reversed(node.children))
+
+    # --- the line layout (Textual's Tree._build, less the hidden nodes) ---------------
+
+    def _build(self) -> None:
+        shown = self._shown
+        lines: list[_TreeLine[NodeRef]] = []
+        for node in self._tree_nodes.values():
+            node._line = -1  # hidden (or folded away) until laid out below
+        # depth first without a recursive closure: such a closure is a reference cycle that
+        # would keep every line of every layout alive until the collector's next pass
+        top = [self.root] if self.show_root else [
+            node for node in self.root._children if shown is None or node in shown]
+        stack: list[tuple[list[TreeNode[NodeRef]], TreeNode[NodeRef], bool]] = [
+            ([], node, True) for node in reversed(top)]
+        while stack:
+            path, node, last = stack.pop()
+            child_path = [*path, node]
+            node._line = len(lines)
+            lines.append(_TreeLine(child_path, last))
+            if node._expanded:
+                children = node._children if shown is None else [
+                    child for child in node._children if child in shown]
+                for index in range(len(children) - 1, -1, -1):
+                    stack.append((child_path, children[index], index == len(children) - 1))
+        self._tree_lines_cached = lines
+        guide_depth, show_root = self.guide_depth, self.show_root
+        width = max((self.get_label_width(line.node)
+                     + line._get_guide_width(guide_depth, show_root) for line in lines),
+                    default=self.size.width)
+        self.virtual_size = Size(width, len(lines))
+        if self.cursor_line != -1:
+            cursor = self.cursor_node
+            while cursor is not None and cursor._line == -1:  # hidden: its nearest shown
+                cursor = cursor.parent  # ancestor takes the cursor
+            if cursor is not None:
+                self.cursor_line = cursor._line
+            if self.cursor_line >= len(lines):
+                self.cursor_line = -1
+
+    def get_label_width(self, node: TreeNode[NodeRef]) -> int:
+        """The label's width from its text, kept per node revision (Tree renders the label
+        to measure it: too slow for thousands of lines laid out per filter keystroke)."""
+        revision = node._updates
+        known = self._label_widths.get(node)
+        if known is not None and known[0] == revision:
+            return known[1]
+        icon = (self.ICON_NODE_EXPANDED if node.is_expanded else self.ICON_NODE) \
+            if node.allow_expand else ""
+        label = node.label
+        width = cell_len(icon) + label.cell_len if isinstance(label, Text) \
+            else super().get_label_width(node)
+        self._label_widths[node] = (revision, width)
+        return width
 
     # --- labels -----------------------------------------------------------------------
 
@@ -143,36 +251,72 @@ class RoleTree(Tree[NodeRef]):
         label.append_text(badge(task.state))
         return label
 
+    def _relabel(self, node: TreeNode[NodeRef], label: Text) -> None:
+        """TreeNode.set_label without its deferred repaint per node: the node's new
+        revision makes the tree render its line anew, and `_repaint` asks for the lines on
+        screen only."""
+        node._label = label
+        node._updates += 1
+        self._relabelled.append(node)
+
+    def _repaint(self) -> None:
+        """Repaint the lines of the relabelled nodes that are on screen, and no other."""
+        nodes, self._relabelled = self._relabelled, []
+        if self._tree_lines_cached is None:
+            return  # laid out (and painted) anew anyway
+        top, height, width = self.scroll_offset.y, self.size.height, self.size.width
+        for node in nodes:
+            if top <= node._line < top + height:
+                self.refresh(Region(0, node._line - top, width, 1))
+
     # --- live updates -----------------------------------------------------------------
 
     def apply(self, role_states: Mapping[str, tuple[str, str]],
-              tasks: Iterable[TaskInfo]) -> set[NodeRef]:
+              tasks: Iterable[TaskInfo], *, read_after: int | None = None) -> set[NodeRef]:
         """Take new role states and task records; relabel only the nodes whose state,
-        status or record changed. Returns what changed (shown or filtered out)."""
+        status or record changed. Returns what changed (shown or filtered out).
+
+        `read_after`: the records were read when `event_serial` was this; a task's state
+        and status set by a later event batch are newer than the record's, and kept."""
         changed: set[NodeRef] = set()
         for path, value in role_states.items():
-            if path in self.roles and self.role_states.get(path) != value:
+            if self.role_states.get(path) != value and path in self.roles:
                 self.role_states[path] = value
                 changed.add(NodeRef(NodeKind.ROLE, path))
                 node = self._role_nodes.get(path)
                 if node is not None:
-                    node.set_label(self._role_label(path))
+                    self._relabel(node, self._role_label(path))
         for task in tasks:
             known = self.tasks.get(task.task_id)
             if known is None or known == task:
                 continue  # a task not deployed in this tree (recovery adds none) or unchanged
+            if read_after is not None and self._event_serial_of.get(task.task_id, -1) > read_after:
+                task = replace(task, state=known.state, status=known.status)
+                if known == task:
+                    continue
             self.tasks[task.task_id] = task
             changed.add(NodeRef(NodeKind.TASK, task.task_id))
             node = self._task_nodes.get(task.task_id)
             if node is not None:
-                node.set_label(self._task_label(task.task_id))
+                self._relabel(node, self._task_label(task.task_id))
+        if changed:
+            self._repaint()
+            if self.filter_text:
+                self._refilter()  # a state filter: what matches may have changed
         return changed
 
     def apply_task_states(self, states: Mapping[str, tuple[str, str]]) -> set[NodeRef]:
-        """Task events (id → (state, status)) applied before the environment is re-read."""
-        return self.apply({}, [replace(self.tasks[task_id], state=state, status=status)
-                               for task_id, (state, status) in states.items()
-                               if task_id in self.tasks])
+        """One batch of task events (id → (state, status)), applied before (and without)
+        a read of the environment; an empty state or status leaves the known one."""
+        self.event_serial += 1
+        records = []
+        for task_id, (state, status) in states.items():
+            known = self.tasks.get(task_id)
+            if known is not None:
+                self._event_serial_of[task_id] = self.event_serial
+                records.append(replace(known, state=state or known.state,
+                                       status=status or known.status))
+        return self.apply({}, records)
 
     def node_of(self, ref: NodeRef) -> TreeNode[NodeRef] | None:
         nodes = self._role_nodes if ref.kind is NodeKind.ROLE else self._task_nodes

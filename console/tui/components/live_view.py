@@ -13,6 +13,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import ModalScreen, Screen
 
+from console.tui import long_lived
 from console.tui.components.environments_view import ENGINE_ERRORS
 from console.tui.event_feed import EventFeed
 from console.tui.messages import EngineEvents, EngineEventsEnded
@@ -62,6 +63,7 @@ class LiveView(Screen[None]):
         self._reading = False
         self._again = False
         self._left = False
+        self._held = False  # what the first read loaded is out of the collector's way
 
     def on_mount(self) -> None:
         where = self.app.sub_title
@@ -95,6 +97,9 @@ class LiveView(Screen[None]):
                 await self.engine_call(f"reading the {self.VIEW_NAME}", self.reload)
                 self.reads += 1
                 self.loaded = True
+                if not self._held and not self._left:
+                    self._held = True
+                    long_lived.hold()
                 if not self._again:
                     break
         finally:
@@ -130,6 +135,9 @@ class LiveView(Screen[None]):
 
     def on_unmount(self) -> None:
         self.close_feed()
+        if self._held:
+            self._held = False
+            long_lived.release()
 
     # -- talking to the engine ----------------------------------------------------------
 

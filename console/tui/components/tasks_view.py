@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, ClassVar
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import Footer, Header, Input
+from textual.widgets import Header, Input
 
 from console.tui.components.confirm import ConfirmModal
 from console.tui.components.live_view import LiveView
 from console.tui.components.record_table import RecordTable, Row
 from console.tui.log_screen import LogScreen
 from console.tui.messages import EngineEvents
+from console.tui.stable_footer import StableFooter
 from console.tui.state_badge import badge
 from engine import EventKind, TaskInfo
 
@@ -66,7 +67,7 @@ class TasksView(LiveView):
         yield Header()
         yield RecordTable(COLUMNS, render={"state": badge}, id="tasks")
         yield Input(placeholder="filter by any column (enter: keep, escape: clear)", id="filter")
-        yield Footer()
+        yield StableFooter()
 
     @property
     def table(self) -> RecordTable:
@@ -95,7 +96,7 @@ class TasksView(LiveView):
                 changed[event.task_id] = {**row, "state": event.state or row["state"],
                                           "status": event.status or row["status"]}
         if changed:
-            self.table.set_records({**records, **changed})
+            self.table.update_records(changed)
         if read:
             self.request_reload()
 
