@@ -1,9 +1,11 @@
 """The new-environment form generated from public VarSpecs (console.tui.components.varspec_*).
 
-Unit tests of the widget mapping, the allowed-value / number checks and the
-visibleif evaluator (on readout-dataflow's real expressions, from the corpus);
-Pilot tests of the dialog on a bare app (no engine needed), and one through the
-console with a real engine: the form's values create a real environment.
+Unit tests of the widget mapping, the allowed-value / number / bound / JSON checks
+and the visibleif evaluator (on readout-dataflow's real expressions, from the corpus);
+Pilot tests of the dialog on a bare app (no engine needed): each editor (comboBox,
+radio set, list, multi-select, map, slider, text area) from what is entered to the
+variables submitted, readout-dataflow's form round-tripping its defaults; and one
+through the console with a real engine: the form's values create a real environment.
 """
 from __future__ import annotations
 
@@ -15,7 +17,16 @@ from pathlib import Path
 
 import pytest
 from textual.app import App
-from textual.widgets import Input, Select, SelectionList, Switch, TextArea
+from textual.pilot import Pilot
+from textual.widgets import (
+    Button,
+    Input,
+    RadioButton,
+    Select,
+    SelectionList,
+    Switch,
+    TextArea,
+)
 
 from console.tui.app import ConsoleApp
 from console.tui.components.configurations import (
@@ -27,9 +38,19 @@ from console.tui.components.configurations import (
 )
 from console.tui.components.new_environment import NewEnvironment, NewEnvironmentModal
 from console.tui.components.varspec_condition import ConditionError, condition_holds
+from console.tui.components.varspec_editors import (
+    ComboEditor,
+    ListEditor,
+    MapEditor,
+    RadioEditor,
+)
 from console.tui.components.varspec_fields import (
     FieldKind,
+    FieldPlan,
     field_kind,
+    item_value,
+    list_items,
+    map_entries,
     plan_form,
     value_problem,
 )
@@ -62,10 +83,19 @@ def test_each_widget_maps_to_its_field_kind() -> None:
     assert field_kind(spec("a", type="number")) is FieldKind.NUMBER
     assert field_kind(spec("a", widget="slider")) is FieldKind.NUMBER
     assert field_kind(spec("a", widget="checkBox", type="bool")) is FieldKind.SWITCH
-    for widget in ("dropDownBox", "comboBox", "listBox", "radioButtonBox"):
-        assert field_kind(spec("a", widget=widget, allowed_values=("x", "y"))) is FieldKind.CHOICE
+    for widget, kind in (("dropDownBox", FieldKind.CHOICE), ("listBox", FieldKind.CHOICE),
+                         ("comboBox", FieldKind.COMBO), ("radioButtonBox", FieldKind.RADIO)):
+        assert field_kind(spec("a", widget=widget, allowed_values=("x", "y"))) is kind
     # a choice widget without values to choose from stays a text field
     assert field_kind(spec("a", widget="dropDownBox")) is FieldKind.TEXT
+    assert field_kind(spec("a", widget="comboBox")) is FieldKind.TEXT
+    assert field_kind(spec("a", type="list")) is FieldKind.LIST
+    assert field_kind(spec("a", type="list", allowed_values=("x",))) is FieldKind.PICKS
+    assert field_kind(spec("a", type="map", widget="editBox")) is FieldKind.MAP
+    assert field_kind(spec("a", rows=35)) is FieldKind.MULTILINE
+    assert field_kind(spec("a", rows=1)) is FieldKind.TEXT
+    assert field_kind(spec("detectors", widget="detectorSelector"), detectors=True) \
+        is FieldKind.DETECTORS
     assert field_kind(spec("hosts"), hosts=True) is FieldKind.HOSTS
     assert field_kind(spec("hosts")) is FieldKind.TEXT  # no agents known: typed in
     assert field_kind(spec("detectors"), detectors=True) is FieldKind.DETECTORS
@@ -95,6 +125,42 @@ def test_numbers_and_allowed_values_are_checked_naming_the_field() -> None:
     choice = plan_form([spec("c", widget="editBox", allowed_values=("x", "y"))])[0].fields[0]
     assert value_problem(choice, "y") is None
     assert value_problem(choice, "w") == "c (c): 'w' is not one of the allowed values: x, y"
+
+
+def test_bounds_lists_and_maps_are_checked_naming_the_field() -> None:
+    def plan(**fields: object) -> FieldPlan:
+        return plan_form([spec("v", label="V", **fields)])[0].fields[0]
+
+    gain = plan(widget="slider", type="number", allowed_values=("100", "0"))
+    assert gain.bounds == (0.0, 100.0) and not gain.enumerated
+    assert value_problem(gain, "55") is None
+    assert value_problem(gain, "150") == "V (v): 150 is outside 0..100"
+    assert value_problem(gain, "nan") == "V (v): 'nan' is not a number"
+    ranged = plan(type="number", extra={"min": "-5"})
+    assert ranged.bounds == (-5.0, None)
+    assert value_problem(ranged, "-6") == "V (v): -6 is outside -5.."
+    assert plan(widget="slider").bounds == (None, None)  # a slider without bounds: any number
+    combo = plan(widget="comboBox", allowed_values=("a", "b"))
+    assert value_problem(combo, "free text") is None  # a comboBox takes what is typed
+    radio = plan(widget="radioButtonBox", allowed_values=("a", "b"))
+    assert value_problem(radio, "c") == "V (v): 'c' is not one of the allowed values: a, b"
+    assert value_problem(plan(type="list"), '["a", 1]') is None
+    assert value_problem(plan(type="list"), '{"a": 1}') == "V (v): not a JSON list"
+    picks = plan(type="list", allowed_values=("ITS", "TPC"))
+    assert value_problem(picks, '["TPC"]') is None
+    assert value_problem(picks, '["TPC", "MFT"]') == \
+        "V (v): MFT not among the allowed values: ITS, TPC"
+    assert value_problem(plan(type="map"), "[1]") == "V (v): not a JSON object"
+    assert "not a JSON object" in (value_problem(plan(type="map"), "{oops") or "")
+
+
+def test_list_and_map_values_keep_their_json_types() -> None:
+    items = '["a", 1, "1", true, "true", null, [2]]'
+    assert list_items(items) == ["a", "1", '"1"', "true", '"true"', "null", "[2]"]
+    assert [item_value(text) for text in list_items(items)] == json.loads(items)
+    assert list_items("x, y") == ["x", "y"]  # written by hand as the advanced box takes it
+    assert map_entries('{"k": "v", "n": 2, "s": "2"}') == [("k", "v"), ("n", "2"), ("s", '"2"')]
+    assert map_entries("not json") == [] and map_entries("[1]") == []
 
 
 # --- visibleif / enabledif
@@ -234,6 +300,119 @@ async def test_the_form_follows_the_varspecs_and_creates_with_its_values(
                                 "locked": "x", "odd": "y", "extra": "1"}
 
 
+EDITOR_SPECS = (
+    spec("run_type", default_value="PHYSICS", widget="comboBox", label="Run type",
+         allowed_values=("PHYSICS", "COSMICS"), index=0),
+    spec("mode", default_value="Shifter", widget="radioButtonBox",
+         allowed_values=("Shifter", "Expert"), index=1),
+    spec("cards", default_value='["x", 1]', type="list", label="Cards", index=2),
+    spec("env", default_value='{"A": "1"}', type="map", label="Env", index=3),
+    spec("gain", default_value="10", type="number", widget="slider", label="Gain",
+         allowed_values=("0", "100"), index=4),
+    spec("notes", default_value="line one", rows=4, index=5),
+    spec("expert_only", default_value='["e"]', type="list", index=6,
+         enabled_if="$$mode === 'Expert'"),
+    spec("subsystems", default_value='["ITS"]', type="list", allowed_values=("ITS", "TPC"),
+         index=7),
+)
+EDITORS = [WorkflowTemplateInfo("repo", "master", "editors", "", True, EDITOR_SPECS)]
+
+
+async def type_into(pilot: Pilot[None], field: Input, text: str) -> None:
+    """Replace an input's text the way an operator does: focus, clear, type."""
+    field.focus()
+    field.value = ""
+    await pilot.press(*text)
+
+
+async def test_combo_radio_list_map_slider_and_multiline_editors_submit_their_values(
+        tmp_path: Path) -> None:
+    app = DialogApp(tmp_path, EDITORS)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: bool(app.screen.query(VarSpecForm)), "the form")
+        form = form_of(app)
+        combo = form.query_one("#var-run_type", ComboEditor)
+        radio = form.query_one("#var-mode", RadioEditor)
+        cards = form.query_one("#var-cards", ListEditor)
+        env = form.query_one("#var-env", MapEditor)
+        expert = form.query_one("#var-expert_only", ListEditor)
+        assert isinstance(form.query_one("#var-notes"), TextArea)
+        assert form.query_one("#var-gain", Input).placeholder == "number 0..100"
+        # untouched: every default as written; the expert list disabled (enabledif)
+        assert form.values() == {"run_type": "PHYSICS", "mode": "Shifter", "cards": '["x", 1]',
+                                 "env": '{"A": "1"}', "gain": "10", "notes": "line one",
+                                 "expert_only": '["e"]', "subsystems": '["ITS"]'}
+        assert expert.disabled and all(field.is_disabled for field in expert.query(Input))
+
+        # comboBox: free text, then a pick from the allowed values replaces it
+        await type_into(pilot, combo.input, "MY_RUN")
+        assert form.raw_value("run_type") == "MY_RUN"
+        combo.query_one(".combo-pick", Select).value = "COSMICS"
+        await pilot.pause()
+        assert combo.input.value == "COSMICS"
+        await type_into(pilot, combo.input, "TECHNICAL-2")
+
+        # radio set: pressing Expert enables the expert list
+        radio.query(RadioButton)[1].value = True
+        await until(pilot, lambda: not expert.disabled, "the expert list enabled")
+        assert form.raw_value("mode") == "Expert"
+
+        # list: add an item, edit one, remove one (the dialog stays open)
+        cards.query_one(".add", Button).press()
+        await until(pilot, lambda: len(cards.rows) == 3, "a third card row")
+        await type_into(pilot, cards.rows[2][1][0], "z")
+        cards.rows[0][0].query_one(".remove", Button).press()
+        await until(pilot, lambda: len(cards.rows) == 2, "the first card row removed")
+        assert form.raw_value("cards") == '[1, "z"]' and not app.answers
+
+        # map: a second key, then the same key twice is refused naming the field
+        env.query_one(".add", Button).press()
+        await until(pilot, lambda: len(env.rows) == 2, "a second env row")
+        key, value = env.rows[1][1]
+        await type_into(pilot, key, "A")
+        await type_into(pilot, value, "two words")
+        # the slider's bounds, too
+        await type_into(pilot, form.query_one("#var-gain", Input), "150")
+        await pilot.press("ctrl+s")
+        problem = str(app.screen.query_one("#problem").render())
+        assert "Env (env): key A given twice" in problem
+        assert "Gain (gain): 150 is outside 0..100" in problem and not app.answers
+        await type_into(pilot, key, "B")
+        await type_into(pilot, form.query_one("#var-gain", Input), "99.5")
+
+        form.query_one("#var-notes", TextArea).text = "line one\nline two"
+        form.query_one("#var-subsystems", SelectionList).select("TPC")
+        expert.rows[0][1][0].value = ""  # a blank item is dropped: an empty list, sent as []
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: bool(app.answers), "the answer")
+    answer = app.answers[0]
+    assert answer is not None and answer.variables == {
+        "run_type": "TECHNICAL-2", "mode": "Expert", "cards": '[1, "z"]',
+        "env": '{"A": "1", "B": "two words"}', "gain": "99.5", "notes": "line one\nline two",
+        "expert_only": "[]", "subsystems": '["ITS", "TPC"]'}
+
+
+async def test_the_composite_editors_load_a_saved_configuration(tmp_path: Path) -> None:
+    saved = {"run_type": "ANYTHING", "mode": "Expert", "cards": '["c1", "c2"]',
+             "env": '{"K": "v"}', "notes": "a\nb"}
+    save_configuration(tmp_path, SavedConfiguration("x", "repo/workflows/editors@master", saved))
+    app = DialogApp(tmp_path, EDITORS)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: bool(app.screen.query(VarSpecForm)), "the form")
+        screen = app.screen
+        assert isinstance(screen, NewEnvironmentModal)
+        await screen.load_configuration("x")
+        await pilot.pause()
+        form = form_of(app)
+        assert {name: form.raw_value(name) for name in saved} == saved
+        assert not form.query_one("#var-expert_only").disabled  # mode Expert came with it
+        for name, value in (("mode", "Nobody"), ("env", "[1]")):
+            save_configuration(tmp_path, SavedConfiguration(
+                name, "repo/workflows/editors@master", {name: value}))
+            await screen.load_configuration(name)
+            assert f"({name}): {value!r} is not" in str(screen.query_one("#problem").render())
+
+
 async def test_a_saved_configuration_loads_back(tmp_path: Path) -> None:
     app = DialogApp(tmp_path, TEMPLATES)
     async with app.run_test(size=SIZE) as pilot:
@@ -298,6 +477,23 @@ async def test_readout_dataflow_as_a_form(tmp_path: Path) -> None:
         await pilot.pause()
         assert all(shown(form, name) for name in behind_dcs)
         assert form.problems() == []  # the defaults are acceptable as they stand
+        # untouched, the form sends each shown field's default as the template wrote it
+        # (the detectorSelector's template expression is no detector: left to the template)
+        plans = form.plans
+        assert plans["detectors"].kind is FieldKind.DETECTORS
+        assert {plans[name].kind for name in plans} >= {
+            FieldKind.SWITCH, FieldKind.CHOICE, FieldKind.COMBO, FieldKind.RADIO,
+            FieldKind.NUMBER, FieldKind.TEXT, FieldKind.MULTILINE}
+        defaults = {s.name: s.default_value for s in specs} | {"dcs_enabled": "true"}
+        sent = form.values()
+        expected = {name: defaults[name] for name in form.visible_names()
+                    if defaults[name] and name != "detectors"}
+        assert sent == expected
+        # and what was sent goes back into the form unchanged (a saved configuration)
+        for name, value in sent.items():
+            assert form.set_value(name, value) is None, name
+        await pilot.pause()
+        assert form.values() == sent
 
 
 # --- through the console, with a real engine

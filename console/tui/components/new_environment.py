@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Switch, TextArea
+from textual.widgets import Button, Collapsible, Input, Label, Select, Switch, TextArea
 
 from console.tui.components.configurations import (
     ConfigurationsError,
@@ -61,7 +61,9 @@ class NewEnvironmentModal(ModalScreen[NewEnvironment | None]):
         Binding("ctrl+s", "create", "Create"),
     ]
     DEFAULT_CSS = """
-    NewEnvironmentModal #form-area { height: auto; max-height: 20; }
+    NewEnvironmentModal #form-area { height: 1fr; }
+    NewEnvironmentModal #advanced { height: auto; }
+    NewEnvironmentModal #emulation, NewEnvironmentModal #buttons { height: auto; }
     NewEnvironmentModal #configurations { height: auto; }
     NewEnvironmentModal #configuration { width: 1fr; }
     NewEnvironmentModal #configuration-name { width: 1fr; }
@@ -91,9 +93,9 @@ class NewEnvironmentModal(ModalScreen[NewEnvironment | None]):
                 yield Input(placeholder="name to save the values under", id="configuration-name")
                 yield Button("Save", id="save")
             yield VerticalScroll(id="form-area")
-            yield Label("Advanced (overrides the form): key=value a line, or a JSON object",
-                        classes="hint")
-            yield TextArea(id="variables")
+            with Collapsible(title="Advanced (overrides the form): key=value a line, or a "
+                             "JSON object", collapsed=True, id="advanced"):
+                yield TextArea(id="variables")
             with Horizontal(id="emulation"):
                 yield Switch(False, id="emulate")
                 yield Label("emulate (no real processes: emulated tasks)", classes="hint")
@@ -103,6 +105,9 @@ class NewEnvironmentModal(ModalScreen[NewEnvironment | None]):
                 yield Button("Cancel (esc)", id="cancel")
 
     async def on_mount(self) -> None:
+        # as tall as the screen allows, the form taking what the rest leaves: the buttons
+        # stay in sight and the form scrolls (inline: the app's stylesheet says `auto`)
+        self.query_one("#dialog").styles.height = "90%"
         self.query_one("#workflow", Select).focus()
         if not self.templates:
             self._problem("no workflow templates: add a repository (nutshell repo add)")
@@ -209,6 +214,8 @@ class NewEnvironmentModal(ModalScreen[NewEnvironment | None]):
             form.refresh_conditions()
         self.query_one("#variables", TextArea).text = "\n".join(f"{k}={v}"
                                                                for k, v in rest.items())
+        if rest:
+            self.query_one("#advanced", Collapsible).collapsed = False
         self._problem("; ".join(problems))
         self.query_one("#configuration-name", Input).value = name
 
@@ -237,6 +244,7 @@ class NewEnvironmentModal(ModalScreen[NewEnvironment | None]):
         try:
             advanced = read_variables(self.query_one("#variables", TextArea).text)
         except VariablesError as error:
+            self.query_one("#advanced", Collapsible).collapsed = False
             self._problem(str(error))
             return
         form = self.form

@@ -1,8 +1,10 @@
 """The form generated from a workflow's public VarSpecs, with live visibleif/enabledif.
 
-Fields are grouped by panel in collapsibles; a change to any field re-evaluates
-every condition (varspec_condition). A condition outside the supported subset
-leaves its field shown and enabled and is logged once. `values()` gives what the
+Which editor a field gets is varspec_fields' choice; the composite ones (comboBox,
+radio set, list, map) are in varspec_editors. Fields are grouped by panel in
+collapsibles; a change to any field re-evaluates every condition (varspec_condition).
+A condition outside the supported subset leaves its field shown and enabled and is
+logged once. `values()` gives what the
 operator set for the visible fields (empty fields are left to the template's
 default); `problems()` what would be refused, naming the field.
 """
@@ -14,13 +16,31 @@ from collections.abc import Collection, Mapping, Sequence
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.validation import Number
 from textual.widget import Widget
-from textual.widgets import Collapsible, Input, Label, Select, SelectionList, Switch
+from textual.widgets import (
+    Collapsible,
+    Input,
+    Label,
+    Select,
+    SelectionList,
+    Switch,
+    TextArea,
+)
 
 from console.tui.components.varspec_condition import ConditionError, condition_holds
+from console.tui.components.varspec_editors import (
+    VALUE_EDITORS,
+    ComboEditor,
+    FieldEditor,
+    ListEditor,
+    MapEditor,
+    RadioEditor,
+)
 from console.tui.components.varspec_fields import (
     FieldKind,
     FieldPlan,
+    bound_text,
     list_value,
     plan_form,
     switch_value,
@@ -45,7 +65,10 @@ class VarSpecForm(Vertical):
     VarSpecForm .field-label { text-style: bold; }
     VarSpecForm .field-description { color: $text-muted; }
     VarSpecForm SelectionList { height: auto; max-height: 8; }
+    VarSpecForm TextArea { max-height: 10; }
     """
+
+    MAX_ROWS = 8  # a multi-line field taller than this scrolls
 
     def __init__(self, specs: Sequence[VarSpec], *, hosts: Sequence[str] = (),
                  detectors: Sequence[str] = (), id: str | None = None) -> None:
@@ -73,18 +96,36 @@ class VarSpecForm(Vertical):
         ident = field_id(plan.name)
         if plan.kind is FieldKind.SWITCH:
             return Switch(switch_value(spec.default_value), id=ident)
+        if plan.kind is FieldKind.COMBO:
+            return ComboEditor(spec.default_value, spec.allowed_values, id=ident)
+        if plan.kind is FieldKind.RADIO:
+            return RadioEditor(spec.default_value, spec.allowed_values, id=ident)
+        if plan.kind is FieldKind.LIST:
+            return ListEditor(spec.default_value, id=ident)
+        if plan.kind is FieldKind.MAP:
+            return MapEditor(spec.default_value, id=ident)
+        if plan.kind is FieldKind.MULTILINE:
+            area = TextArea(spec.default_value, id=ident)
+            area.styles.height = min(spec.rows, self.MAX_ROWS) + 2  # and its border
+            return area
+        if plan.kind is FieldKind.NUMBER:
+            low, high = plan.bounds
+            ranged = low is not None or high is not None
+            hint = f"number {bound_text(low)}..{bound_text(high)}"
+            return Input(spec.default_value, placeholder=hint if ranged else "number", id=ident,
+                         type="number", validators=[Number(low, high)] if ranged else None)
         if plan.kind is FieldKind.CHOICE:
             options = [(value, value) for value in spec.allowed_values]
             value = spec.default_value if spec.default_value in spec.allowed_values \
                 else Select.BLANK
             return Select(options, value=value, prompt=plan.name, id=ident)
-        if plan.kind in (FieldKind.HOSTS, FieldKind.DETECTORS):
-            choices = self.hosts if plan.kind is FieldKind.HOSTS else self.detectors
+        if plan.kind in (FieldKind.HOSTS, FieldKind.DETECTORS, FieldKind.PICKS):
+            choices = {FieldKind.HOSTS: self.hosts, FieldKind.DETECTORS: self.detectors}.get(
+                plan.kind, list(spec.allowed_values))
             chosen = set(list_value(spec.default_value))
             return SelectionList[str](*[(choice, choice, choice in chosen) for choice in choices],
                                       id=ident)
-        return Input(spec.default_value, placeholder=spec.type, id=ident,
-                     type="number" if plan.kind is FieldKind.NUMBER else "text")
+        return Input(spec.default_value, placeholder=spec.type, id=ident)
 
     def on_mount(self) -> None:
         self.refresh_conditions()
@@ -97,6 +138,10 @@ class VarSpecForm(Vertical):
         widget = self.query_one("#" + field_id(name))
         if isinstance(widget, Switch):
             return "true" if widget.value else "false"
+        if isinstance(widget, VALUE_EDITORS):
+            return widget.text
+        if isinstance(widget, TextArea):
+            return widget.text
         if isinstance(widget, Select):
             return "" if widget.value is Select.BLANK else str(widget.value)
         if isinstance(widget, SelectionList):
@@ -112,6 +157,12 @@ class VarSpecForm(Vertical):
         widget = self.query_one("#" + field_id(name))
         if isinstance(widget, Switch):
             widget.value = switch_value(value)
+        elif isinstance(widget, VALUE_EDITORS):
+            problem = widget.set_text(value)
+            if problem:
+                return f"{plan.title} ({name}): {problem}"
+        elif isinstance(widget, TextArea):
+            widget.text = value
         elif isinstance(widget, Select):
             if value and value not in plan.spec.allowed_values:
                 return value_problem(plan, value)
@@ -153,7 +204,11 @@ class VarSpecForm(Vertical):
         for name in self.visible_names():
             if name in overridden:
                 continue
-            problem = value_problem(self.plans[name], self.raw_value(name))
+            plan = self.plans[name]
+            editor = self.query_one("#" + field_id(name))
+            problem = editor.problem(f"{plan.title} ({name})") \
+                if isinstance(editor, FieldEditor) else None
+            problem = problem or value_problem(plan, self.raw_value(name))
             if problem:
                 found.append(problem)
         return found
@@ -188,6 +243,12 @@ class VarSpecForm(Vertical):
         self.refresh_conditions()
 
     def on_input_changed(self, _event: Input.Changed) -> None:
+        self.refresh_conditions()
+
+    def on_text_area_changed(self, _event: TextArea.Changed) -> None:
+        self.refresh_conditions()
+
+    def on_field_editor_changed(self, _event: FieldEditor.Changed) -> None:
         self.refresh_conditions()
 
     def on_selection_list_selected_changed(self, _event: SelectionList.SelectedChanged) -> None:
