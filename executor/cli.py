@@ -8,6 +8,9 @@ line. Then it takes the task down (walk to DONE, then signals), unless
 
 `agent` serves one local agent: the engine launches and drives tasks over its
 Agent gRPC service (executor/agent_server.py).
+
+`mesos` runs as a Mesos custom executor: a Mesos agent starts it for the
+engine's framework and hands it the tasks (executor/mesos_executor.py).
 """
 from __future__ import annotations
 
@@ -84,6 +87,11 @@ def parser() -> argparse.ArgumentParser:
     agent.add_argument("--log-dir", type=Path, metavar="DIR",
                        help="task logs go to DIR/<task id>.log unless a launch names a file")
     agent.add_argument("--verbose", action="store_true", help="log the executor's work on stderr")
+    mesos = commands.add_parser("mesos", help="run as a Mesos custom executor (started by an agent)",
+                                description="Run the tasks a Mesos agent hands this executor until "
+                                            "SHUTDOWN or SIGTERM; then take them down. Task output "
+                                            "goes to $MESOS_SANDBOX/<task id>.log.")
+    mesos.add_argument("--verbose", action="store_true", help="log the executor's work on stderr")
     return top
 
 
@@ -187,6 +195,15 @@ async def serve_agent(options: argparse.Namespace) -> int:
     return 0
 
 
+async def serve_mesos(options: argparse.Namespace) -> int:
+    from executor.mesos_executor import NotUnderMesos, run_executor
+
+    try:
+        return await run_executor(options)
+    except NotUnderMesos as error:
+        raise UsageError(str(error)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = parser().parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO if options.verbose else logging.WARNING,
@@ -194,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if options.command == "agent":
             return asyncio.run(serve_agent(options))
+        if options.command == "mesos":
+            return asyncio.run(serve_mesos(options))
         return asyncio.run(run_task(options))
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
