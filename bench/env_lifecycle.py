@@ -67,12 +67,12 @@ command:
 """
 
 
-def workflow() -> str:
+def workflow(agents: tuple[str, ...] = AGENTS) -> str:
     """`bench`: per agent a role pinned to it, iterating over `tasks_<agent>` (JSON list)."""
     lines = ["name: bench", "defaults:"]
-    lines += [f"  tasks_{agent}: '[\"0\"]'" for agent in AGENTS]
+    lines += [f"  tasks_{agent}: '[\"0\"]'" for agent in agents]
     lines.append("roles:")
-    for agent in AGENTS:
+    for agent in agents:
         lines += [f"  - name: host-{agent}",
                   "    constraints:",
                   "      - attribute: machine_id",
@@ -97,9 +97,9 @@ def settings() -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_repo(folder: Path) -> Path:
+def make_repo(folder: Path, agents: tuple[str, ...] = AGENTS) -> Path:
     repo = folder / "bench-templates"
-    for relative, text in {"workflows/bench.yaml": workflow(),
+    for relative, text in {"workflows/bench.yaml": workflow(agents),
                            "tasks/dummy.yaml": DUMMY.format(python=sys.executable)}.items():
         (repo / relative).parent.mkdir(parents=True, exist_ok=True)
         (repo / relative).write_text(text)
@@ -110,11 +110,11 @@ def make_repo(folder: Path) -> Path:
     return repo
 
 
-def spread(count: int) -> dict[str, str]:
+def spread(count: int, agents: tuple[str, ...] = AGENTS) -> dict[str, str]:
     """The variables placing `count` dummies round-robin on the agents."""
-    shares: dict[str, list[str]] = {agent: [] for agent in AGENTS}
+    shares: dict[str, list[str]] = {agent: [] for agent in agents}
     for n in range(count):
-        shares[AGENTS[n % len(AGENTS)]].append(str(n))
+        shares[agents[n % len(agents)]].append(str(n))
     return {f"tasks_{agent}": json.dumps(ids) for agent, ids in shares.items()}
 
 

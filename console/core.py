@@ -32,21 +32,25 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     core.add_argument("--listen", default=DEFAULT_ADDRESS, metavar="HOST:PORT",
                       help=f"address to serve o2control.Control on (default {DEFAULT_ADDRESS}; "
                            "port 0 picks a free one)")
+    core.add_argument("--mesos", default="", metavar="http://HOST:5050",
+                      help="schedule on the Mesos cluster of this master instead of the local "
+                           "agents (or set `backend: mesos` in nutshell.yaml)")
     core.set_defaults(run_core=run)
 
 
 def run(options: argparse.Namespace) -> int:
-    return asyncio.run(serve(WorkingDirectory.from_environment(), options.listen))
+    return asyncio.run(serve(WorkingDirectory.from_environment(), options.listen,
+                             mesos=options.mesos))
 
 
-async def serve(workdir: WorkingDirectory, listen: str) -> int:
+async def serve(workdir: WorkingDirectory, listen: str, *, mesos: str = "") -> int:
     """Host and serve until a signal; the exit code (1 with one line on stderr when the
     address is taken or another process hosts the working directory)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    engine = Engine(workdir, demo=True)
+    engine = Engine(workdir, demo=True, mesos=mesos)
     server = CoreServer(engine)
     try:
         try:

@@ -20,6 +20,7 @@ from engine.environment.roster import RoleInfo, UnknownTaskError
 from engine.environment.statemachine import EnvEvent, EnvState, TransitionRefused
 from engine.gosyntax import parse_go_duration
 from engine.hosting import EngineHostedElsewhere, HostInfo, find_host
+from engine.logtail import TaskLogError
 from engine.repos import AddResult, RepoError, RepoInfo, WorkflowTemplateInfo
 from engine.scheduler.agent_info import AgentInfo
 from engine.store.environments import DetectorInUseError
@@ -33,13 +34,13 @@ from engine.workflow.roles import WorkflowError
 USER_ERRORS: tuple[type[Exception], ...] = (
     ChannelError, ConfigurationError, EnvironmentBusy, RepoError, TaskClassError, TemplateError,
     TemplateYAMLError, TransitionFailed, TransitionRefused, UnknownEnvironmentError, WorkflowError,
-    RoleGlobError, UnknownTaskError, EngineHostedElsewhere, DetectorInUseError)
+    RoleGlobError, UnknownTaskError, EngineHostedElsewhere, DetectorInUseError, TaskLogError)
 
 __all__ = [
     "USER_ERRORS", "AddResult", "AgentInfo", "ChannelError", "ConfigurationError",
     "DetectorInUseError", "Engine", "EngineHostedElsewhere", "EnvEvent", "EnvState",
     "EnvironmentBusy", "EnvironmentEvent", "EnvironmentInfo", "EventKind", "EventQueue",
-    "HostInfo", "RepoError", "RepoInfo", "RoleGlobError",
+    "HostInfo", "RepoError", "RepoInfo", "RoleGlobError", "TaskLogError",
     "RoleInfo", "Subscription", "TaskClassError", "TaskInfo", "TaskRow", "TemplateError",
     "TemplateYAMLError", "TransitionFailed", "TransitionRefused", "TransitionResult",
     "UnknownEnvironmentError", "UnknownTaskError", "VarSpec", "WorkflowError",

@@ -26,6 +26,7 @@ from engine.scheduler.agent_info import AgentInfo, describe_agents
 from engine.scheduler.agents import load_agents
 from engine.scheduler.local_agent import find_running
 from engine.scheduler.local_pool import LocalAgentPool
+from engine.scheduler.mesos.settings import Backend, load_backend
 from engine.store import AsyncStore
 from engine.workdir import WorkingDirectory
 from engine.workflow.loader import WorkflowLoader
@@ -34,11 +35,15 @@ T = TypeVar("T")
 
 
 class Engine:
-    def __init__(self, workdir: WorkingDirectory | None = None, *, demo: bool = False) -> None:
+    def __init__(self, workdir: WorkingDirectory | None = None, *, demo: bool = False,
+                 mesos: str = "") -> None:
         """`demo`: the embedded default front-ends start on — the demo template repository
-        is created on first use and added (the default repository when none is set)."""
+        is created on first use and added (the default repository when none is set).
+        `mesos`: a master URL (http://HOST:5050) to schedule on, whatever nutshell.yaml's
+        `backend:` says (local agents by default)."""
         self.workdir = (workdir or WorkingDirectory.from_environment()).ensure()
         self._demo = demo
+        self._mesos = mesos
         self._loader: WorkflowLoader | None = None
         self._lock = threading.Lock()
         self._manager: EnvironmentManager | None = None
@@ -76,7 +81,9 @@ class Engine:
                 manager: EnvironmentManager | None = None
                 try:
                     store = await AsyncStore.open(self.workdir)
-                    manager = EnvironmentManager(self.workdir, self._workflows, store)
+                    backend = await asyncio.to_thread(load_backend, self.workdir.settings_file,
+                                                      self._mesos)
+                    manager = EnvironmentManager(self.workdir, self._workflows, store, backend)
                     if opened is not None:
                         opened(manager)
                     await manager.recover()
@@ -127,6 +134,9 @@ class Engine:
             manager = self._manager
         if manager is not None:
             return await manager.agents.shutdown()
+        backend, _ = await self._run(load_backend, self.workdir.settings_file, self._mesos)
+        if backend is Backend.MESOS:  # the framework is torn down through a subscription
+            return await (await self._environments()).agents.shutdown()
         return await LocalAgentPool(self.workdir, lambda _agent, _body: None).shutdown()
 
     async def __aenter__(self) -> "Engine":
@@ -293,8 +303,12 @@ class Engine:
 
     async def list_agents(self) -> list[AgentInfo]:
         """Every declared local agent: attributes, cpus / mem / ports in total and held by the
-        environments' live tasks, whether its executor runs (and its pid), its task count."""
+        environments' live tasks, whether its executor runs (and its pid), its task count.
+        On Mesos: every agent the master lists, as the master reports it now."""
         manager = await self._environments()
+        describe = getattr(manager.agents, "describe", None)
+        if describe is not None:  # Mesos: the master's agents, executors and use, as now
+            return list(await describe())
         specs = manager.agents.specs or await self._run(load_agents, self.workdir.settings_file)
         running = await self._run(find_running, self.workdir.root)
         return describe_agents(specs, manager.tasks.in_use(), running)

@@ -47,6 +47,9 @@ def apply_report(task: DeployedTask, body: Mapping[str, Any]) -> Applied | None:
         if state == "TASK_RUNNING":
             task.status = TaskStatus.ACTIVE
             task.launched = True
+            if body.get("taskState"):  # back after a lost agent: the state it runs in
+                task.state = TaskState.parse(str(body["taskState"]))
+                task.message = str(body.get("message") or "")
         elif state in GONE_STATES:
             task.status = TaskStatus.INACTIVE
             task.state = GONE_STATES[state]

@@ -66,6 +66,8 @@ class Deployer:
                 descriptors.append(descriptor(env.id, role, loader))
             except (WorkflowError, ChannelError, TemplateError) as error:
                 rows.append(_unplaced_row(role, str(error)))
+        if descriptors:  # as create does: agents connected, offers revived (Mesos) and held
+            await self._agents.start()
         placed = await place(descriptors,
                              lambda so_far: self._agents.offers(self._tasks.in_use(so_far)))
         for unplaced, reason in placed.reasons():

@@ -95,6 +95,8 @@ from engine.integration import (
 )
 from engine.scheduler.agents import AgentSpec, load_agents
 from engine.scheduler.local_pool import LocalAgentPool
+from engine.scheduler.mesos.backend import BackendChoice, build_pool
+from engine.scheduler.offers import Placement
 from engine.store import AsyncStore, Store
 from engine.task.errors import ChannelError
 from engine.templates.functions import new_uid
@@ -124,14 +126,17 @@ class EnvironmentManager:
     """Every environment of one engine, and the local agents they run on."""
 
     def __init__(self, workdir: WorkingDirectory, loader: Callable[[], WorkflowLoader],
-                 store: AsyncStore) -> None:
+                 store: AsyncStore, backend: BackendChoice | None = None) -> None:
         self.workdir = workdir
         self._loader = loader
         self.store = store
         self.events = EventHub()
-        self.agents = LocalAgentPool(workdir, self._on_agent_event, self._on_agent_lost)
-        self._environments: dict[str, Environment] = {}
         self.tasks = TaskIndex()
+        # The local agents, or a Mesos cluster when the settings (or `--mesos`) choose it.
+        self.agents: LocalAgentPool = build_pool(  # type: ignore[assignment]
+            backend, workdir, store, self._placement_of, self._on_agent_event,
+            self._on_agent_lost)
+        self._environments: dict[str, Environment] = {}
         self.automatic = Automatic(self._environments, lambda: self.transitions,
                                    self._publish_env)
         self.timer = AutoStopTimer(self.automatic.auto_stop_due)
@@ -174,8 +179,12 @@ class EnvironmentManager:
             environment_id = new_uid()
         user_vars = {str(k): str(v) for k, v in (variables or {}).items()}
         if "hosts" not in user_vars:  # the embedded default: every local agent's machine
-            agents = await asyncio.to_thread(load_agents, self.workdir.settings_file)
-            user_vars["hosts"] = json.dumps([agent.machine_id for agent in agents])
+            cluster_hosts = getattr(self.agents, "default_hosts", None)  # Mesos: its agents
+            if cluster_hosts is not None:
+                user_vars["hosts"] = json.dumps(await cluster_hosts())
+            else:
+                agents = await asyncio.to_thread(load_agents, self.workdir.settings_file)
+                user_vars["hosts"] = json.dumps([agent.machine_id for agent in agents])
         loader = await asyncio.to_thread(self._loader)
         workflow = await asyncio.to_thread(loader.load, reference, user_vars,
                                            environment_id=environment_id)
@@ -325,6 +334,11 @@ class EnvironmentManager:
         self.tasks.signal()
         if applied.run_end:
             self.automatic.ask_run_end(env, applied.run_end)
+
+    def _placement_of(self, task_id: str) -> Placement | None:
+        """Where a deployed task was placed (the Mesos backend launches it from there)."""
+        entry = self.tasks.get(task_id)
+        return None if entry is None else entry[1].placement
 
     def _on_agent_lost(self, agent: str, why: str) -> None:
         """An executor died under a running engine: its tasks died with it, each reported

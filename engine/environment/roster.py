@@ -10,10 +10,8 @@ re-adopts it, so a cleanup never kills what an engine is about to take back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
@@ -21,8 +19,7 @@ import grpc
 from engine.environment.environment import Environment, TaskInfo, UnknownEnvironmentError
 from engine.environment.roleglob import compile_role_glob
 from engine.environment.teardown import KILL_TIMEOUT
-from engine.logtail import tail
-from engine.scheduler.local_agent import LocalAgentError, RemoteTask, find_running
+from engine.scheduler.local_agent import LocalAgentError, RemoteTask
 from engine.workflow.roles import Role
 
 if TYPE_CHECKING:
@@ -116,8 +113,7 @@ class Roster:
         agents are connected only when some already run (a listing starts none)."""
         agents = self.manager.agents
         if not agents.started:
-            running = await asyncio.to_thread(find_running, self.manager.workdir.root)
-            if not running:
+            if not await agents.executors_running():
                 return []
             await agents.start()
         listings = await asyncio.gather(*(client.list_tasks() for client in
@@ -185,24 +181,22 @@ class Roster:
                                        if task.task_id not in gone)]
         return killed, running
 
-    async def log_path(self, task_id: str) -> str:
+    async def log_source(self, task_id: str) -> tuple[str, str]:
+        """(agent, log path) of the task."""
         for env in self.manager.environments():
             task = env.tasks.get(task_id)
             if task is not None:
-                return task.log_path
-        for _, task in await self._executor_tasks():
+                return task.agent, task.log_path
+        for agent, task in await self._executor_tasks():
             if task.task_id == task_id:
-                return task.log_path
+                return agent, task.log_path
         raise UnknownTaskError(task_id)
 
     async def task_log(self, task_id: str, lines: int) -> str:
-        """The last `lines` lines of the task's captured output ("" before it wrote any)."""
-        path = await self.log_path(task_id)
-        if not path:
-            return ""
-        with contextlib.suppress(FileNotFoundError):
-            return await asyncio.to_thread(tail, Path(path), lines)
-        return ""
+        """The last `lines` lines of the task's captured output ("" before it wrote any),
+        read where the agent pool keeps it (a local file, a Mesos agent's sandbox)."""
+        agent, path = await self.log_source(task_id)
+        return await self.manager.agents.task_log(agent, task_id, path, lines)
 
     def environment(self, environment_id: str) -> Environment:
         for env in self.manager.environments():

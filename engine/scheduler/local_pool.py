@@ -16,8 +16,10 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
+from engine.logtail import tail
 from engine.scheduler.agents import AgentSpec, load_agents
 from engine.scheduler.local_agent import (
     AgentTaskList,
@@ -170,6 +172,19 @@ class LocalAgentPool:
         taken = ResourceUse(0.0, 0.0, frozenset(listening_ports()))
         return [spec.offer([*in_use.get(spec.name, ()), taken], executor_ids=(spec.name,))
                 for spec in self.specs if spec.name in self.clients]
+
+    async def executors_running(self) -> bool:
+        """Whether an executor of the working directory runs (a previous engine's, say)."""
+        return bool(await asyncio.to_thread(find_running, self.workdir.root))
+
+    async def task_log(self, agent: str, task_id: str, log_path: str, lines: int) -> str:
+        """The last `lines` lines of the task's output: the local executor writes it to
+        `log_path` on this machine ("" before it wrote any)."""
+        if not log_path:
+            return ""
+        with contextlib.suppress(FileNotFoundError):
+            return await asyncio.to_thread(tail, Path(log_path), lines)
+        return ""
 
     async def close(self) -> None:
         """Stop following and disconnect; the executors keep running."""
