@@ -41,8 +41,7 @@ TUNED = WORKFLOW.replace("name: cli", "name: !public tuned\ndescription: !public
 
 def order(table: RecordTable) -> list[str]:
     """The keys of the rows as shown, top to bottom."""
-    return [str(table.coordinate_to_cell_key((row, 0)).row_key.value)
-            for row in range(table.row_count)]
+    return list(table.order)
 
 
 async def test_tasks_and_hosts_views_filter_sort_clean_and_count(home: Home,
@@ -279,3 +278,66 @@ async def test_2000_rows_change_in_place_and_filter_in_bulk() -> None:
         assert order(table)[1996:] == ["task-7", "task-3", "task-4", "task-1999"]
         await pilot.pause()
         assert table.selected == "task-1500"
+
+
+class RecordingHost(App[None]):
+    """A RecordTable alone, keeping the keys its messages name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.highlighted: list[str] = []
+        self.chosen: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield RecordTable(TASK_COLUMNS, render={"state": badge}, id="tasks")
+
+    def on_record_table_row_highlighted(self, message: RecordTable.RowHighlighted) -> None:
+        self.highlighted.append(message.key)
+
+    def on_record_table_row_selected(self, message: RecordTable.RowSelected) -> None:
+        self.chosen.append(message.key)
+
+
+async def test_record_table_keys_clicks_and_messages() -> None:
+    rows = {key: {"task": key, "pid": pid, "state": "RUNNING", "status": "[bold]as typed[/]"}
+            for key, pid in (("a", "10"), ("b", "9"), ("c", "100"))}
+    async with RecordingHost().run_test(size=SIZE) as pilot:
+        app = pilot.app
+        table = app.query_one(RecordTable)
+        table.set_records(rows)
+        table.focus()
+        await until(pilot, lambda: app.highlighted == ["a"], "the first row highlighted")
+        assert "[bold]as typed[/]" in shown_line(table, "a")  # text, never markup
+
+        header = table.render_line(0).text
+        await pilot.click(RecordTable, offset=(header.index("PID"), 0))  # sorts, numbers as numbers
+        assert order(table) == ["b", "a", "c"] and table.sort_column == "pid"
+        assert "PID ▲" in table.render_line(0).text
+        assert table.selected == "a" and table.cursor_row == 1  # the cursor kept its record
+        await pilot.click(RecordTable, offset=(header.index("PID"), 0))  # again: reversed
+        assert order(table) == ["c", "a", "b"] and "PID ▼" in table.render_line(0).text
+
+        await pilot.press("down")
+        await until(pilot, lambda: app.highlighted == ["a", "b"], "b highlighted")
+        await pilot.press("up", "up", "enter")
+        await until(pilot, lambda: app.chosen == ["c"], "c chosen by enter")
+        await pilot.click(RecordTable, offset=(2, 3))  # the third row: the cursor goes there
+        assert table.selected == "b" and app.chosen == ["c"]
+        await pilot.click(RecordTable, offset=(2, 3))  # on the cursor's row: chosen
+        await until(pilot, lambda: app.chosen == ["c", "b"], "b chosen by a click")
+
+        table.update_records({"b": {**rows["b"], "state": "ERROR"}})  # its line drawn anew
+        await pilot.pause()
+        assert "ERROR" in shown_line(table, "b") and "RUNNING" in shown_line(table, "a")
+        await pilot.press("ctrl+home")
+        assert table.selected == "c"
+        await pilot.press("ctrl+end")
+        assert table.selected == "b"
+
+        # a changed record whose place stays: its line on screen is painted anew
+        table.set_records({**rows, "a": {**rows["a"], "status": "re-read"}})
+        table.update_records({"c": {**rows["c"], "pid": "99"}})  # the sorted column; same order
+        await pilot.pause()
+        assert order(table) == ["c", "a", "b"]
+        screen = app.export_screenshot()
+        assert "re-read" in screen and ">99<" in screen.replace("&#160;", " ").replace(" ", "")

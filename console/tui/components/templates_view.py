@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import DataTable, Footer, Header
+from textual.widgets import Footer, Header
 
 from console.tui.components.live_view import LiveView
 from console.tui.components.record_table import RecordTable
@@ -96,9 +96,9 @@ class TemplatesView(LiveView):
             {key: workflow_row(template) for key, template in self.templates.items()})
         self._show_variables(self.table("workflows").selected)
 
-    @on(DataTable.RowHighlighted, "#workflows")
-    def _workflow_highlighted(self, message: DataTable.RowHighlighted) -> None:
-        self._show_variables(message.row_key.value)
+    @on(RecordTable.RowHighlighted, "#workflows")
+    def _workflow_highlighted(self, message: RecordTable.RowHighlighted) -> None:
+        self._show_variables(message.key)
 
     def _show_variables(self, key: str | None) -> None:
         template = self.templates.get(key) if key is not None else None
