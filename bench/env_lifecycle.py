@@ -126,9 +126,10 @@ def peak_rss() -> int:
 class BareFanOut:
     """The bench's own OCC clients to every task: START and STOP sent to all at once."""
 
-    def __init__(self, ports: list[int]) -> None:
+    def __init__(self, ports: list[int], tokens: list[str]) -> None:
+        """`tokens`: each task's OCC_CONTROL_TOKEN (its executor gave it; we read its environment)."""
         from executor.occ_client import connect
-        self.clients = [connect(f"127.0.0.1:{port}") for port in ports]
+        self.clients = [connect(f"127.0.0.1:{port}", token=token) for port, token in zip(ports, tokens)]
 
     async def connect(self) -> None:
         from executor.transitioner import DirectTransitioner
@@ -210,7 +211,10 @@ async def measure(count: int, cycles: int, repo: Path, home: Path) -> dict[str, 
                 rss = peak_rss()  # before the bench's own OCC clients exist
                 executors = [psutil.Process(agent.pid)
                              for agent in find_running(workdir.root).values()]
-                fan_out = BareFanOut([t.control_port for t in info.tasks if t.control_port])
+                driven = [t for t in info.tasks if t.control_port and t.pid]
+                fan_out = BareFanOut([t.control_port for t in driven],
+                                     [psutil.Process(t.pid).environ().get("OCC_CONTROL_TOKEN", "")
+                                      for t in driven])
                 try:
                     await fan_out.connect()
                     for _ in range(cycles):

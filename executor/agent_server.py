@@ -40,12 +40,16 @@ class SecretError(ValueError):
 
 
 def read_secret(path: Path) -> str:
-    """The installation's secret; refused if anyone but the owner may read the file."""
+    """The installation's secret; refused if the file is not ours or anyone else may read it."""
     try:
-        mode = path.stat().st_mode
+        info = path.stat()
         text = path.read_text().strip()
     except OSError as error:
         raise SecretError(f"secret file {path}: {error.strerror}") from None
+    mode = info.st_mode
+    if info.st_uid != os.getuid():
+        raise SecretError(f"secret file {path}: owned by uid {info.st_uid}, not by this user "
+                          f"({os.getuid()}); whoever owns it could drive the executor")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SecretError(f"secret file {path}: mode {stat.S_IMODE(mode):04o} lets others read it; "
                           f"make it 0600")
@@ -181,6 +185,14 @@ def check_listen(listen: str) -> None:
         raise ValueError(f"--listen {listen!r}: expected unix:PATH or 127.0.0.1:PORT")
 
 
+def check_socket(path: Path) -> None:
+    """The agent socket must be ours and 0600: the secret is not its only guard."""
+    info = path.lstat()
+    if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) != 0o600:
+        raise OSError(f"agent socket {path}: expected a socket owned by uid {os.getuid()} with mode "
+                      f"0600, found mode {stat.S_IMODE(info.st_mode):04o} owned by uid {info.st_uid}")
+
+
 def write_info(options: AgentOptions, address: str) -> None:
     """The file an engine finds this executor by: name, pid, its start, address."""
     info = {"name": options.name, "pid": os.getpid(), "address": address,
@@ -203,12 +215,20 @@ async def serve(options: AgentOptions) -> None:
         socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with contextlib.suppress(FileNotFoundError):
             socket_path.unlink()  # left by an executor that was killed
-    port = server.add_insecure_port(options.listen)
+    # The socket is made when the port is added: born 0600, so nobody else can connect
+    # even before the chmod below (one thread only, this early: the umask is ours).
+    umask = os.umask(0o177) if socket_path is not None else None
+    try:
+        port = server.add_insecure_port(options.listen)
+    finally:
+        if umask is not None:
+            os.umask(umask)
     if port == 0:
         raise OSError(f"agent {options.name}: cannot listen on {options.listen}")
     await server.start()
     if socket_path is not None:
         os.chmod(socket_path, 0o600)
+        check_socket(socket_path)
         address = options.listen
     else:
         address = f"{options.listen.rpartition(':')[0]}:{port}"

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
 from executor.controlmode import ControlMode
+from executor.redaction import redact_argv, redact_env
 
 SHELL = "/bin/sh"
 
@@ -156,8 +157,13 @@ class TaskCommand:
         return uses_occlite_json(self.argv())
 
     def describe(self) -> str:
-        """The command for messages: the shell line, or the argv joined."""
-        return " ".join(self.argv()[2:] if self.shell else self.argv())
+        """The command for messages: the shell line, or the argv joined; secret-named
+        options and NAME=VALUE words show *** (redaction.py)."""
+        return " ".join(redact_argv(self.argv()[2:] if self.shell else self.argv()))
+
+    def redacted(self) -> TaskCommand:
+        """This command as it may be shown or stored: secret-named env values and options ***."""
+        return replace(self, env=tuple(redact_env(self.env)), arguments=tuple(redact_argv(self.arguments)))
 
     @classmethod
     def from_json(cls, data: str | bytes | Mapping[str, Any]) -> TaskCommand:

@@ -25,11 +25,12 @@ from executor.reports import (DeviceEvent, MesosTaskState, PidAnnouncement, Repo
                               TaskIdentity, TransitionResponse)
 from executor.task import Task
 from executor.transitioner import Transitioner, transitioner_for
+from occlib.owner import TOKEN_ENV, new_token
 from occlib.states import DeviceEventType, OccEvent, OccState
 
 log = logging.getLogger("executor")
 
-CONTROL_HOST = "127.0.0.1"
+CONTROL_HOST = "127.0.0.1"  # the executor starts its tasks on its own machine: loopback only
 TAIL_LINES = 20  # output lines kept to explain a crash
 
 # The way down to DONE from each stable state when a task is killed.
@@ -82,6 +83,9 @@ class ControlledTask(Task):
         self._watcher: asyncio.Task[None] | None = None
         self._killing: asyncio.Task[None] | None = None
         self._up = False  # came up to STANDBY
+        # Only this executor may drive the task: the token goes to the task's environment
+        # (never its command line, events or logs) and with every OCC call we make.
+        self._token = new_token()
 
     @property
     def address(self) -> str:
@@ -110,7 +114,8 @@ class ControlledTask(Task):
             command = control_plumbing(self.command, self.task_id, hostname=self.hostname,
                                        plugin_search_path=self.plugin_search_path,
                                        fmq_plugin=self.fmq_plugin)
-            self.process = await launch(command, log_path=self.log_path, tail_lines=TAIL_LINES)
+            self.process = await launch(command, log_path=self.log_path, tail_lines=TAIL_LINES,
+                                        extra_env=self._owner_env())
         except (CommandError, LaunchError) as error:
             self._status(MesosTaskState.TASK_FAILED, f"task {self.task_id} could not start: {error}")
             return False
@@ -136,7 +141,7 @@ class ControlledTask(Task):
         exited = asyncio.ensure_future(self.process.wait())
         dialing = asyncio.ensure_future(dial(
             CONTROL_HOST, command.control_port, json=command.uses_occlite_json,
-            timeout=self.timings.dial_timeout, backoff=self.timings.backoff))
+            timeout=self.timings.dial_timeout, backoff=self.timings.backoff, token=self._token))
         try:
             await asyncio.wait({dialing, exited}, return_when=asyncio.FIRST_COMPLETED)
             if not dialing.done():
@@ -187,6 +192,12 @@ class ControlledTask(Task):
                 return (f"task {self.task_id} likely took too long to start: not in STANDBY "
                         f"after {self.timings.startup_timeout:g} s ({last})")
             await asyncio.wait({exited}, timeout=min(self.timings.poll_interval, left))
+
+    def _owner_env(self) -> dict[str, str]:
+        """What the task's environment gets beyond its command's: its token, and the loopback
+        address an OCClib process listens on (we dial nothing else). A process that is not
+        OCClib (a real FairMQ device) ignores both; its protection is its loopback port."""
+        return {TOKEN_ENV: self._token, "OCC_CONTROL_HOST": CONTROL_HOST}
 
     def _stranger(self, pid: int) -> str:
         """Why the process answering on the control port is not ours, or "".

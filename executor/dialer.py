@@ -49,8 +49,9 @@ async def _listening(host: str, port: int, timeout: float) -> bool:
 
 
 async def dial(host: str, port: int, *, json: bool, timeout: float = 45.0,
-               backoff: Backoff = Backoff()) -> OccClient:
-    """An OCC client whose channel is connected; DialTimeout after `timeout` s."""
+               backoff: Backoff = Backoff(), token: str = "") -> OccClient:
+    """An OCC client whose channel is connected; DialTimeout after `timeout` s.
+    `token` (the task's OCC_CONTROL_TOKEN) goes with every call of the client."""
     address = f"{host}:{port}"
     deadline = time.monotonic() + timeout
     attempts = 0
@@ -60,7 +61,7 @@ async def dial(host: str, port: int, *, json: bool, timeout: float = 45.0,
         if left <= 0:
             break
         if await _listening(host, port, min(backoff.connect_timeout, left)):
-            client = connect(address, json=json)
+            client = connect(address, json=json, token=token)
             try:
                 await client.wait_connected(max(0.0, min(backoff.connect_timeout,
                                                          deadline - time.monotonic())))

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from executor.command import TaskCommand
+from executor.redaction import without_secrets
 
 log = logging.getLogger("executor")
 
@@ -333,7 +334,9 @@ async def launch(command: TaskCommand, *, log_path: Path | None = None,
                  on_line: LineCallback | None = None) -> TaskProcess:
     """Start `command` in a new session (own process group), as its user if one is set.
 
-    Environment: ours, then the command's env entries, then `extra_env`.
+    Environment: ours without secret-named variables (redaction.py: the executor's or
+    engine's credentials are not the task's), then the command's env entries, then
+    `extra_env` (where a task's own secrets, such as its OCC token, go).
     Output (stdout and stderr) is appended to `log_path` if given, otherwise
     discarded, and forwarded line by line to the `executor` logger where the
     command's stdout/stderr mode is not "none". `capture` keeps each stream
@@ -343,7 +346,7 @@ async def launch(command: TaskCommand, *, log_path: Path | None = None,
     """
     argv = command.argv()
     credentials = _credentials(command)
-    env = {**os.environ, **command.environment, **(extra_env or {})}
+    env = {**without_secrets(os.environ), **command.environment, **(extra_env or {})}
     tail: deque[str] | None = deque(maxlen=tail_lines) if tail_lines > 0 else None
     log_fd: int | None = None
     if log_path is not None:

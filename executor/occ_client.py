@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 
 from occlib import jsoncodec
 from occlib.protos import occ_pb2 as pb
+from occlib.owner import token_metadata
 from occlib.protos import occ_pb2_grpc
 from occlib.states import DeviceEventType, StateType, Trigger
 
@@ -91,8 +92,10 @@ class OccClient(ABC):
 
     json: bool = False
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, token: str = "") -> None:
+        """`token`: the task's OCC_CONTROL_TOKEN, sent with every call ("" sends none)."""
         self.address = address
+        self._metadata = token_metadata(token)
         self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
         self._methods = self._bind(self._channel)
         self._streams: set[grpc.aio.Call] = set()
@@ -168,7 +171,7 @@ class OccClient(ABC):
     async def _unary(self, method: grpc.aio.UnaryUnaryMultiCallable, request: Message,
                      timeout: float | None) -> Any:
         self._check_open()
-        call = method(request, timeout=timeout)
+        call = method(request, timeout=timeout, metadata=self._metadata)
         try:
             return await call
         except grpc.aio.AioRpcError as error:
@@ -188,7 +191,7 @@ class OccClient(ABC):
                 convert: Callable[[Any], T], last: Callable[[T], bool] = lambda _: False
                 ) -> "OccStream[T]":
         self._check_open()
-        call = method(request)
+        call = method(request, metadata=self._metadata)
         self._streams.add(call)
         return OccStream(call, convert, last, self)
 
@@ -301,6 +304,7 @@ class JsonOccClient(OccClient):
         raise OccCallError(grpc.StatusCode.UNIMPLEMENTED, "OCClite has no StateStream")
 
 
-def connect(address: str, *, json: bool = False) -> OccClient:
-    """A client for `address` ("host:port"); json=True for OCClite. Connects lazily."""
-    return JsonOccClient(address) if json else ProtobufOccClient(address)
+def connect(address: str, *, json: bool = False, token: str = "") -> OccClient:
+    """A client for `address` ("host:port"); json=True for OCClite; `token` the task's
+    OCC_CONTROL_TOKEN. Connects lazily."""
+    return JsonOccClient(address, token) if json else ProtobufOccClient(address, token)

@@ -18,6 +18,7 @@ import grpc
 
 from occlib.controllable import Controllable
 from occlib.options import ControlOptions, OptionError, control_options
+from occlib.owner import TOKEN_ENV, control_token, owner_interceptors
 from occlib.protos import occ_pb2, occ_pb2_grpc
 from occlib.runtime import ControlRuntime, TransitionRefused
 
@@ -64,6 +65,19 @@ class OccServicer(occ_pb2_grpc.OccServicer):
             yield occ_pb2.EventStreamReply(event=occ_pb2.DeviceEvent(type=int(event)))
 
 
+def is_loopback(host: str) -> bool:
+    return host.strip("[]") in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+def warn_if_open(address: str, token_required: bool) -> None:
+    """A control port others can reach and drive deserves a line in the log."""
+    host = address.rpartition(":")[0]
+    if not token_required and not is_loopback(host):
+        log.warning("OCC endpoint %s is reachable from other machines and asks no token: anyone "
+                    "who reaches it can drive this process (set %s, or listen on 127.0.0.1)",
+                    address, TOKEN_ENV)
+
+
 def check_port_free(host: str, port: int) -> None:
     """gRPC reports a busy port only as a log line and a RuntimeError; say it plainly."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
@@ -80,11 +94,16 @@ class OccServer:
     """A running OCC endpoint for one Controllable."""
 
     def __init__(self, controlled: Controllable, port: int, host: str = "127.0.0.1",
-                 max_workers: int = 16) -> None:
+                 max_workers: int = 16, token: str | None = None) -> None:
+        """`token`: every call must carry it (None: $OCC_CONTROL_TOKEN, if set)."""
         self.runtime = ControlRuntime(controlled)
         check_port_free(host, port)
+        token = control_token() if token is None else token
+        self.token_required = bool(token)
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
                                                               thread_name_prefix="occ"),
+                                   interceptors=owner_interceptors({TOKEN_ENV: token},
+                                                                   f"OCC endpoint {host}:{port}"),
                                    options=[("grpc.so_reuseport", 0)])
         occ_pb2_grpc.add_OccServicer_to_server(OccServicer(self.runtime), self._server)
         try:
@@ -96,7 +115,9 @@ class OccServer:
     def start(self) -> None:
         self._server.start()
         self.runtime.start_loop()
-        log.info("OCC server listening on %s, state %s", self.address, self.runtime.state.value)
+        log.info("OCC server listening on %s, state %s, %s", self.address, self.runtime.state.value,
+                 f"calls must carry ${TOKEN_ENV}" if self.token_required else "no token asked")
+        warn_if_open(self.address, self.token_required)
 
     def wait_done(self, timeout: float | None = None) -> bool:
         return self.runtime.finished.wait(timeout)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from peanut.commands import FORCED_MODE, CommandError, CommandLine, run
 from peanut.config_file import ConfigFileError, load_config_file
-from peanut.flags import USAGE, FlagError, PeanutFlags, parse_flags, resolve_address
+from peanut.flags import USAGE, FlagError, PeanutFlags, parse_flags, resolve_address, resolve_token
 from peanut.modes import PeanutMode
 from peanut.output import Printer
 
@@ -31,7 +31,7 @@ def _command_line(flags: PeanutFlags) -> CommandLine:
     file_arguments = load_config_file(flags.config) if flags.config else {}
     return CommandLine(command=flags.command, words=flags.args, mode=mode,
                        address=resolve_address(flags.addr, mode), timeout=flags.timeout,
-                       file_arguments=file_arguments)
+                       file_arguments=file_arguments, token=resolve_token(flags.token))
 
 
 def _run_tui(flags: PeanutFlags) -> int:
@@ -44,7 +44,7 @@ def _run_tui(flags: PeanutFlags) -> int:
 
     config = load_config_file(flags.config) if flags.config else None
     app = PeanutApp(address=address, mode=mode, timeout=flags.timeout, launch=flags.launch,
-                    config_path=flags.config, config=config)
+                    config_path=flags.config, config=config, token=resolve_token(flags.token))
     app.run()
     return app.return_code or 0
 

@@ -31,6 +31,7 @@ class CommandLine:
     address: str
     timeout: float
     file_arguments: Mapping[str, str] = field(default_factory=dict)
+    token: str = ""  # the task's OCC_CONTROL_TOKEN
 
 
 def _positional(line: CommandLine, names: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
@@ -135,7 +136,7 @@ FORCED_MODE = {"direct-step": PeanutMode.DIRECT, "fmq-step": PeanutMode.FMQ}
 
 async def run(line: CommandLine, printer: Printer) -> None:
     """Run one command; CommandError on any failure."""
-    session = PeanutSession(line.address, line.mode, line.timeout)
+    session = PeanutSession(line.address, line.mode, line.timeout, line.token)
     try:
         await COMMANDS[line.command](session, line, printer)
     except OccCallError as err:

@@ -6,6 +6,7 @@ from enum import Enum
 import grpc
 
 from executor.occ_client import OccCallError
+from occlib.owner import TOKEN_ENV
 from peanut.durations import format_duration
 from peanut.modes import PeanutMode
 
@@ -60,4 +61,7 @@ def describe_failure(error: BaseException, address: str, mode: PeanutMode, timeo
         return f"{address}: no reply within {format_duration(timeout)} ({error})"
     if state is LinkState.UNREACHABLE:
         return f"{address} unreachable: {error}"
+    if isinstance(error, OccCallError) and error.code == grpc.StatusCode.UNAUTHENTICATED:
+        return (f"{address}: {error}; give peanut the task's token "
+                f"(-token, or ${TOKEN_ENV} in peanut's environment)")
     return f"{address}: {error}"

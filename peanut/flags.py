@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from occlib.options import DEFAULT_CONTROL_PORT
+from occlib.owner import TOKEN_ENV, control_token
 from peanut.durations import parse_duration
 from peanut.modes import PeanutMode
 
@@ -21,7 +22,8 @@ USAGE = """\
 usage: peanut [flags] [command [args…]] [-- CMD …]
 
   without a command: the TUI (modes direct, fmq, fmq-step; default direct)
-  -- CMD …           (TUI) launch CMD with OCC_CONTROL_PORT set to the port of -addr
+  -- CMD …           (TUI) launch CMD with OCC_CONTROL_PORT set to the port of -addr and
+                     a fresh OCC_CONTROL_TOKEN, so only this peanut drives it
 
 commands:
   get-state
@@ -36,9 +38,12 @@ flags:
   -mode MODE        direct|fmq (CLI, default fmq) or direct|fmq|fmq-step (TUI, default direct)
   -timeout DUR      time limit for connecting and for each call, Go syntax (default 30s)
   -config FILE      YAML/JSON file flattened to dot keys, sent as transition arguments
+  -token TOKEN      the task's OCC_CONTROL_TOKEN, sent with every call (else $OCC_CONTROL_TOKEN);
+                    a task the executor started refuses calls without it. Prefer the
+                    variable: a -token value shows in `ps`
 """
 
-_VALUE_FLAGS = ("addr", "mode", "timeout", "config")
+_VALUE_FLAGS = ("addr", "mode", "timeout", "config", "token")
 _HELP_FLAGS = ("h", "help")
 
 
@@ -52,6 +57,7 @@ class PeanutFlags:
     mode: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     config: str | None = None
+    token: str | None = None
     help: bool = False
     command: str | None = None
     args: list[str] = field(default_factory=list)
@@ -128,6 +134,15 @@ def resolve_address(addr: str | None, mode: PeanutMode, environ: Mapping[str, st
             raise FlagError(f"OCC_CONTROL_PORT {port!r} is not a port number")
         return check_address(f"{DEFAULT_HOST}:{port}")
     return f"{DEFAULT_HOST}:{DEFAULT_CONTROL_PORT}"
+
+
+def resolve_token(token: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The -token value, else $OCC_CONTROL_TOKEN, else "" (no token sent)."""
+    if token is not None:
+        if not token.strip():
+            raise FlagError(f"-token is empty; give the task's {TOKEN_ENV} or leave the flag out")
+        return token.strip()
+    return control_token(environ)
 
 
 def port_of(address: str) -> int:

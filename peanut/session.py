@@ -95,11 +95,12 @@ def outcome_result(outcome: TransitionOutcome, carrier: str) -> TransitionResult
 class PeanutSession:
     """A link to one OCC endpoint in one peanut mode; reconnect by making a new one."""
 
-    def __init__(self, address: str, mode: PeanutMode, timeout: float) -> None:
+    def __init__(self, address: str, mode: PeanutMode, timeout: float, token: str = "") -> None:
+        """`token`: the task's OCC_CONTROL_TOKEN ("" for a process that asks none)."""
         self.address = address
         self.mode = mode
         self.timeout = timeout
-        self.client: OccClient = connect(address, json=mode.json)
+        self.client: OccClient = connect(address, json=mode.json, token=token)
         control = ControlMode.FAIRMQ if mode.json else ControlMode.DIRECT
         self.transitioner = transitioner_for(control, self.client)
         self.config: dict[str, str] = {}

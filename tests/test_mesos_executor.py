@@ -215,10 +215,19 @@ def states_until_terminal(framework: TestFramework, task_id: str) -> list[dict[s
     return seen
 
 
+def task_token(port: int) -> str:
+    """The OCC token the executor gave the process listening on `port` (its environment)."""
+    for conn in psutil.net_connections(kind="inet"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+            return psutil.Process(conn.pid).environ().get("OCC_CONTROL_TOKEN", "")
+    return ""
+
+
 def occ_state(port: int) -> str:
-    """GetState of the process on that control port, asked directly (not through Mesos)."""
+    """GetState of the process on that control port, asked directly (not through Mesos),
+    with the token its executor gave it."""
     async def ask() -> str:
-        client = connect(f"127.0.0.1:{port}")
+        client = connect(f"127.0.0.1:{port}", token=task_token(port))
         try:
             state, _ = await client.get_state()
             return state

@@ -189,7 +189,7 @@ class DeployedTask:
                           executor_id=self.agent, control_mode=self.command.control_mode,
                           state=str(self.state), status=str(self.status), pid=self.pid,
                           control_port=self.placement.control_port, critical=self.critical,
-                          log_path=self.log_path, command=self.command.to_json(),
+                          log_path=self.log_path, command=self.command.redacted().to_json(),  # no secrets stored
                           placement=placement_to_dict(self.placement))
 
     def change(self) -> TaskChange:

@@ -20,6 +20,7 @@ from engine.environment.environment import Environment, TaskInfo, UnknownEnviron
 from engine.environment.roleglob import compile_role_glob
 from engine.environment.teardown import KILL_TIMEOUT
 from engine.scheduler.local_agent import LocalAgentError, RemoteTask
+from executor.redaction import redact_mapping
 from engine.workflow.roles import Role
 
 if TYPE_CHECKING:
@@ -81,9 +82,10 @@ def _role_info(env: Environment, role: Role, values: dict[str, tuple[object, obj
     return RoleInfo(name=role.name, full_path=role.path, kind=role.kind.value, state=str(state),
                     status=str(status),
                     task_ids=own + tuple(t for child in children for t in child.task_ids),
-                    roles=children, defaults=dict(role.defaults), vars=dict(role.vars),
-                    user_vars=dict(role.user_vars),
-                    consolidated_stack=env.workflow.stack_of(role), description=description)
+                    roles=children, defaults=redact_mapping(role.defaults),
+                    vars=redact_mapping(role.vars), user_vars=redact_mapping(role.user_vars),
+                    consolidated_stack=redact_mapping(env.workflow.stack_of(role)),
+                    description=description)  # secret-named variables show *** to operators
 
 
 def workflow_tree(env: Environment) -> RoleInfo:

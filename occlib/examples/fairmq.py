@@ -40,7 +40,8 @@ from occlib.fairmq_device import (
 from occlib.jsoncodec import EVENT_STREAM, GET_STATE, TRANSITION, decoder, encode
 from occlib.options import OptionError, control_options
 from occlib.protos import occ_pb2
-from occlib.server import PortBusy, check_port_free
+from occlib.owner import owner_interceptors
+from occlib.server import PortBusy, check_port_free, warn_if_open
 
 PROG = "python -m occlib.examples.fairmq"
 PLUGIN = "OCClite"
@@ -228,13 +229,16 @@ def _configure_logging(device_id: str) -> None:
 def _start_server(device: FairMQDevice, host: str, port: int) -> grpc.Server:
     """Listen on host:port or raise PortBusy. SO_REUSEPORT off, so a busy port is an error at all."""
     check_port_free(host, port)
+    interceptors = owner_interceptors(what=f"OCClite endpoint {host}:{port}")  # $OCC_CONTROL_TOKEN
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="occlite"),
-                         handlers=[OccLiteService(device)], options=[("grpc.so_reuseport", 0)])
+                         handlers=[OccLiteService(device)], interceptors=interceptors,
+                         options=[("grpc.so_reuseport", 0)])
     try:
         server.add_insecure_port(f"{host}:{port}")
     except RuntimeError:
         raise PortBusy(errno.EADDRINUSE, f"control port {host}:{port} is already in use") from None
     server.start()
+    warn_if_open(f"{host}:{port}", bool(interceptors))
     return server
 
 

@@ -36,14 +36,17 @@ class PeanutApp(App[None]):
 
     def __init__(self, *, address: str, mode: PeanutMode, timeout: float,
                  launch: Sequence[str] = (), config_path: str | None = None,
-                 config: dict[str, str] | None = None) -> None:
+                 config: dict[str, str] | None = None, token: str = "") -> None:
+        """`token`: the task's OCC_CONTROL_TOKEN; a launched process gets `token`, or a fresh one."""
         super().__init__()
         self.address = address
         self.mode = mode
         self.sub_title = f"{address} ({mode})"
-        self.driver = SessionDriver(address, mode, timeout, self.post_message)
-        self.launched = (LaunchedTask(launch, port_of(address), mode, self.post_message)
+        self.launched = (LaunchedTask(launch, port_of(address), mode, self.post_message, token)
                          if launch else None)
+        if self.launched is not None:
+            token = self.launched.token
+        self.driver = SessionDriver(address, mode, timeout, self.post_message, token)
         self._initial_config = (config_path, config) if config_path and config is not None else None
         self._shut_down = False
 

@@ -26,8 +26,9 @@ CONNECT_TIMEOUT = 5.0  # the TUI keeps polling after this, so a late task still 
 
 class SessionDriver:
     def __init__(self, address: str, mode: PeanutMode, timeout: float,
-                 post: Callable[[Message], object]) -> None:
+                 post: Callable[[Message], object], token: str = "") -> None:
         self.address = address
+        self.token = token  # the task's OCC_CONTROL_TOKEN
         self.mode = mode
         self.timeout = timeout
         self._post = post
@@ -46,7 +47,7 @@ class SessionDriver:
     async def connect(self) -> None:
         """(Re)open the session and start watching it; the config stays loaded."""
         await self._drop_session()
-        session = PeanutSession(self.address, self.mode, self.timeout)
+        session = PeanutSession(self.address, self.mode, self.timeout, self.token)
         session.load_config(self._config)
         session.config_pushed = self._config_pushed
         self.session = session

@@ -14,25 +14,29 @@ from textual.message import Message
 from executor.command import OutputMode, TaskCommand
 from executor.controlmode import ControlMode
 from executor.launcher import LaunchError, TaskProcess, launch
+from occlib.owner import TOKEN_ENV, new_token
 from peanut.modes import PeanutMode
 from peanut.tui.messages import LogLine
 
 
 class LaunchedTask:
     def __init__(self, argv: Sequence[str], port: int, mode: PeanutMode,
-                 post: Callable[[Message], object]) -> None:
+                 post: Callable[[Message], object], token: str = "") -> None:
         self.command = TaskCommand(
             value=argv[0], arguments=tuple(argv[1:]), env=(f"OCC_CONTROL_PORT={port}",),
             stdout=OutputMode.NONE, stderr=OutputMode.NONE, control_port=port,
             control_mode=ControlMode.FAIRMQ if mode.json else ControlMode.DIRECT)
         self._post = post
+        # peanut launched it, so peanut owns it: its token goes in its environment only.
+        self.token = token or new_token()
         self.process: TaskProcess | None = None
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> bool:
         """Launch the command; False (and a log line) when it cannot start."""
         try:
-            self.process = await launch(self.command, on_line=self._line)
+            self.process = await launch(self.command, on_line=self._line,
+                                        extra_env={TOKEN_ENV: self.token})
         except LaunchError as err:
             self._post(LogLine(f"launch failed: {err}", "red"))
             return False
