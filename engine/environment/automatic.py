@@ -60,6 +60,13 @@ class Automatic:
             self._going_to_error.add(env.id)
             self._spawn(self._go_error(env, task))
 
+    def transition_ended(self, env: Environment) -> None:
+        """A critical task that failed while a transition ran, after answering it (so the
+        transition did not report it), is acted on once the transition is over."""
+        failed = [t for t in env.tasks.values() if t.state is TaskState.ERROR]
+        if failed:
+            self.task_changed(env, next((t for t in failed if t.critical), failed[0]))
+
     async def _go_error(self, env: Environment, task: DeployedTask) -> None:
         """GO_ERROR after a critical task's failure, once the grace of §1.2 has passed
         (a transition that started meanwhile reports the failure itself)."""

@@ -365,6 +365,8 @@ class EnvironmentManager:
         """Every begin and end (a user's, the core's, the timer's) is told, so any front-end
         can show the transition under way, not only the one that asked for it."""
         self._publish_env(env, busy.user, f"{busy.transition} {'started' if began else 'ended'}")
+        if not began:
+            self.automatic.transition_ended(env)
 
     def _publish_task(self, env: Environment, task: DeployedTask) -> None:
         self.events.publish(EnvironmentEvent(EventKind.TASK, env.id, str(task.state),

@@ -152,6 +152,17 @@ class LocalAgentClient:
         return LocalAgentError(f"agent {self.name} ({self.address}): {call} failed: "
                                f"{error.code().name}: {error.details()}", error.code())
 
+    def _closed_under(self, call: str) -> LocalAgentError:
+        """A call cancelled by its channel's close (the pool closes the client of an executor
+        found gone while calls still wait on it): that call's failure, not a cancellation of
+        the transition. A cancellation of the caller itself goes on."""
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise asyncio.CancelledError
+        return LocalAgentError(f"agent {self.name} ({self.address}): {call} failed: "
+                               f"UNAVAILABLE: the channel closed during the call (the "
+                               f"executor is gone)", grpc.StatusCode.UNAVAILABLE)
+
     async def wait_ready(self, timeout: float) -> None:
         """Until the executor answers (authenticated); LocalAgentError after `timeout` s."""
         deadline = time.monotonic() + timeout
@@ -193,6 +204,8 @@ class LocalAgentClient:
                                              timeout=_command_seconds(body) + COMMAND_MARGIN)
         except grpc.aio.AioRpcError as error:
             raise self._error(_command_call(body), error) from None
+        except asyncio.CancelledError:
+            raise self._closed_under(_command_call(body)) from None
         return json.loads(reply.body_json)
 
     async def command_batch(self, bodies: Sequence[Mapping[str, Any]]
@@ -224,6 +237,8 @@ class LocalAgentClient:
         except grpc.aio.AioRpcError as error:
             failure = self._error(_command_call(bodies[0]), error)
             return [failure] * len(bodies)
+        except asyncio.CancelledError:
+            return [self._closed_under(_command_call(bodies[0]))] * len(bodies)
         if len(reply.outcomes) != len(bodies):
             failure = LocalAgentError(
                 f"agent {self.name} ({self.address}): {_command_call(bodies[0])} failed: "
