@@ -42,9 +42,16 @@ def parse_variables(arguments: Sequence[str]) -> dict[str, str]:
             except json.JSONDecodeError as error:
                 raise VariablesError(f"-e {argument!r}: not valid JSON ({error.msg} at "
                                      f"column {error.colno})") from None
+            except RecursionError:
+                raise VariablesError(f"-e {argument[:60]!r}…: the JSON is nested too "
+                                     "deeply") from None
             if not isinstance(parsed, dict):
                 raise VariablesError(f"-e {argument!r}: the JSON must be an object")
-            variables.update({str(k): _text(v) for k, v in parsed.items()})
+            try:
+                variables.update({str(k): _text(v) for k, v in parsed.items()})
+            except RecursionError:  # a value json could read but not write back
+                raise VariablesError(f"-e {argument[:60]!r}…: the JSON is nested too "
+                                     "deeply") from None
             continue
         for pair in _PAIR_SEPARATOR.split(text):
             key, sep, value = pair.partition("=")

@@ -633,9 +633,50 @@ class Translation:
     bare_name: str | None        # set when the whole expression is one identifier
 
 
+MAX_NESTING = 40  # levels of operators, calls and brackets; Jinja2 and Python's compiler
+# overflow their stacks on deeper expressions, and no template comes close
+
+
+def _children(node: Node) -> tuple[Node, ...]:
+    if isinstance(node, Unary):
+        return (node.operand,)
+    if isinstance(node, Binary):
+        return (node.left, node.right)
+    if isinstance(node, Conditional):
+        return (node.condition, node.then, node.otherwise)
+    if isinstance(node, Attribute):
+        return (node.target,)
+    if isinstance(node, Index):
+        return (node.target, node.index)
+    if isinstance(node, Call):
+        return (node.callee, *node.arguments)
+    if isinstance(node, (Builtin, ListLiteral)):
+        return node.arguments if isinstance(node, Builtin) else node.items
+    if isinstance(node, MapLiteral):
+        return tuple(part for pair in node.items for part in pair)
+    return ()
+
+
+def _depth(tree: Node) -> int:
+    """How deep the tree nests, walked without recursion."""
+    deepest, pending = 0, [(tree, 1)]
+    while pending:
+        node, level = pending.pop()
+        deepest = max(deepest, level)
+        pending.extend((child, level + 1) for child in _children(node))
+    return deepest
+
+
 def analyse(source: str) -> Translation:
     """Parse and translate one tag body; ExprSyntaxError if expr-lang would not compile it."""
-    tree = parse(source)
+    try:
+        tree = parse(source)
+    except RecursionError:
+        raise ExprSyntaxError(f"the expression nests deeper than {MAX_NESTING} levels",
+                              source, 0) from None
+    if _depth(tree) > MAX_NESTING:
+        raise ExprSyntaxError(f"the expression nests deeper than {MAX_NESTING} levels",
+                              source, 0)
     emitter = _Emitter()
     try:
         jinja = emitter.emit(tree)

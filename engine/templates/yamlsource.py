@@ -86,6 +86,8 @@ def load_yaml(text: str, origin: str) -> Any:
         raise TemplateYAMLError(f"{where}: {error.problem or error}") from None
     except yaml.YAMLError as error:
         raise TemplateYAMLError(f"{origin}: {error}") from None
+    except RecursionError:  # PyYAML composes nested nodes recursively
+        raise TemplateYAMLError(f"{origin}: the document is nested too deeply") from None
 
 
 def plain(value: Any) -> Any:

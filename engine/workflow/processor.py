@@ -65,6 +65,7 @@ log = logging.getLogger("engine.workflow")
 
 HOOK_TIMEOUT = "30s"  # a role with a trigger and no timeout
 NO_TIMEOUT = "0s"
+MAX_INCLUDE_DEPTH = 32  # includes within includes; a workflow that includes itself stops here
 _SPECS = SpecCache()
 _PINNED = PinnedCache()
 
@@ -489,6 +490,14 @@ class _Processor:
         if not reference:
             raise _fail(file, role.path, "include", None,
                         "renders to an empty workflow name; check the include expression")
+        ancestor, depth = role.parent, 1
+        while ancestor is not None:
+            depth += isinstance(ancestor, IncludeRole)
+            ancestor = ancestor.parent
+        if depth > MAX_INCLUDE_DEPTH:
+            raise _fail(file, role.path, "include", reference,
+                        f"includes nest deeper than {MAX_INCLUDE_DEPTH} levels (does the "
+                        "workflow include itself?)")
         try:
             included = self.reader.workflow(file, reference)
         except (RepoError, OSError) as error:
@@ -584,9 +593,12 @@ def load_workflow_file(file: Any, user_vars: Mapping[str, Any], *, repos: RepoRe
                             pinned if pinned is not None else _PINNED)
     processor = _Processor(renderer, reader, _SPECS)
     root = AggregatorRole(name=spec.name, path=spec.name, origin=file.origin)
-    staged = processor.stages(spec.root, scope, file, root, {}, graft=False)
-    if staged is not None:
-        root.children = processor.children(spec.root.children, staged[0], file)
+    try:
+        staged = processor.stages(spec.root, scope, file, root, {}, graft=False)
+        if staged is not None:
+            root.children = processor.children(spec.root.children, staged[0], file)
+    except RecursionError:  # roles are processed depth first, one frame chain per level
+        raise WorkflowError(f"{file.origin}: the role tree is nested too deeply") from None
     root.enabled = bool(root.children)
     return Workflow(root=root, name=spec.name, origin=file.origin,
                     description=spec.description, public=spec.public,
