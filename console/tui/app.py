@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
-from console.client import open_engine
+from console.client import attach, open_engine
 from console.tui.bindings import APP_BINDINGS
 from console.tui.command_line import HISTORY_FILE, CommandScreen
 from console.tui.components.environments_table import EnvironmentsTable
@@ -63,11 +63,7 @@ class ConsoleApp(App[int]):
         """The engine object only: it connects and starts hosting on first use, in the view's
         worker, so the screen shows at once."""
         if self.core:
-            from engine.api.client import (
-                RemoteEngine,  # gRPC client code, only for --core
-            )
-
-            return RemoteEngine(self.core)
+            return await attach(self.core, self.workdir)
         return await open_engine(self.workdir, threaded=True)
 
     # -- themes -------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from engine.api.protos import nutshell_pb2 as ext
 from engine.api.protos import nutshell_pb2_grpc as ext_grpc
 from engine.api.protos import o2control_pb2 as o2
 from engine.api.protos import o2control_pb2_grpc as o2_grpc
+from engine.api.security import ClientCredentials
 from engine.api.server import MESSAGE_LIMITS
 from engine.environment.environment import EnvironmentInfo, TaskInfo, TransitionResult
 from engine.environment.events import EventQueue
@@ -70,10 +71,14 @@ class RemoteSubscription(EventQueue):
 
 
 class RemoteEngine:
-    """The engine of a `nutshell core` at `address` ("host:port")."""
+    """The engine of a `nutshell core` at `address` ("host:port"), reached with
+    `credentials` (bearer token, TLS material; none: plaintext, no token)."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, credentials: ClientCredentials | None = None) -> None:
         self.address = address
+        self.credentials = credentials or ClientCredentials()
+        token = self.credentials.token
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._channel: grpc.aio.Channel | None = None
         self._ext: ext_grpc.ControlExtStub | None = None
         self._o2: o2_grpc.ControlStub | None = None
@@ -81,14 +86,25 @@ class RemoteEngine:
     def _stubs(self) -> tuple[ext_grpc.ControlExtStub, o2_grpc.ControlStub]:
         """Made on first use, inside the caller's event loop (a channel belongs to one)."""
         if self._ext is None or self._o2 is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=MESSAGE_LIMITS)
+            self._channel = self._open_channel()
             self._ext = ext_grpc.ControlExtStub(self._channel)
             self._o2 = o2_grpc.ControlStub(self._channel)
         return self._ext, self._o2
 
-    async def _call(self, method: Callable[[Any], Awaitable[T]], request: Any) -> T:
+    def _open_channel(self) -> grpc.aio.Channel:
+        given = self.credentials
+        if not given.tls:
+            return grpc.aio.insecure_channel(self.address, options=MESSAGE_LIMITS)
+        options = [*MESSAGE_LIMITS]
+        if given.server_name:
+            options.append(("grpc.ssl_target_name_override", given.server_name))
+        return grpc.aio.secure_channel(self.address, grpc.ssl_channel_credentials(
+            root_certificates=given.ca, private_key=given.key, certificate_chain=given.cert),
+            options=options)
+
+    async def _call(self, method: Callable[..., Awaitable[T]], request: Any) -> T:
         try:
-            return await method(request)
+            return await method(request, metadata=self._metadata)
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error, self.address) from None
 
@@ -209,7 +225,8 @@ class RemoteEngine:
 
     async def subscribe(self) -> RemoteSubscription:
         """Environment and task state changes from now on; close() the subscription when done."""
-        subscription = RemoteSubscription(self._extension.Subscribe(EMPTY), self.address)
+        subscription = RemoteSubscription(
+            self._extension.Subscribe(EMPTY, metadata=self._metadata), self.address)
         await subscription._open()
         return subscription
 

@@ -46,6 +46,11 @@ class RemoteEngineError(RuntimeError):
     errors (or could not be reached); the message says what and where."""
 
 
+class AccessDenied(RemoteEngineError):
+    """The core refused the call: no or unknown credentials (UNAUTHENTICATED) or a role
+    too low (PERMISSION_DENIED); the message names the method and the role it needs."""
+
+
 class Operation(Enum):
     """What a call did, for the status code its failure gets (§3.1)."""
 
@@ -155,6 +160,8 @@ def from_rpc_error(error: grpc.RpcError, address: str) -> Exception:
             return rebuild(json.loads(value))
     code = error.code() if callable(getattr(error, "code", None)) else None
     text = error.details() if callable(getattr(error, "details", None)) else str(error)
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return AccessDenied(f"engine at {address}: refused: {text}")
     if code is grpc.StatusCode.UNAVAILABLE:
         return RemoteEngineError(f"cannot reach the engine at {address}: {text}")
     name = code.name if code is not None else "error"

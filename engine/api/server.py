@@ -23,13 +23,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from engine import USER_ERRORS, Engine, EnvironmentInfo, EnvState, TransitionFailed
-from engine.api import messages
+from engine.api import messages, requests
+from engine.api.auth import AccessInterceptor, require_role, requester
 from engine.api.errors import Operation, details, status_code, trailing_metadata
 from engine.api.protos import events_pb2
 from engine.api.protos import nutshell_pb2 as ext
 from engine.api.protos import nutshell_pb2_grpc as ext_grpc
 from engine.api.protos import o2control_pb2 as o2
 from engine.api.protos import o2control_pb2_grpc as o2_grpc
+from engine.api.security import Role, SecuritySettings
+from engine.audit import AUDIT_FILE, AuditLog
 from engine.environment.events import EnvironmentEvent, EventKind, Subscription
 from engine.environment.roleglob import RoleGlobError
 from engine.environment.roster import RoleInfo, UnknownTaskError
@@ -72,7 +75,8 @@ async def _abort(context: grpc.aio.ServicerContext, error: Exception,
 
 
 def _user(request: Any) -> str:
-    return request.requestUser.name if request.HasField("requestUser") else ""
+    """The requesting user: the authenticated caller, else the name the request gives."""
+    return requester(request.requestUser.name if request.HasField("requestUser") else "")
 
 
 def _product_version() -> o2.Version:
@@ -307,7 +311,7 @@ class ControlService(o2_grpc.ControlServicer):
     async def ControlEnvironment(self, request: o2.ControlEnvironmentRequest,
                                  context: grpc.aio.ServicerContext
                                  ) -> o2.ControlEnvironmentReply:
-        event = o2.ControlEnvironmentRequest.Optype.Name(request.type)
+        event = await _answer(context, Operation.OTHER, requests.optype(request.type))
         started = messages.now_ms()
         result = await _answer(context, Operation.CONTROL, self.engine.control_environment(
             request.id, event, _user(request)))
@@ -464,15 +468,16 @@ class ControlExtService(ext_grpc.ControlExtServicer):
 
     async def CreateEnvironment(self, request: ext.CreateEnvironmentRequest,
                                 context: grpc.aio.ServicerContext) -> ext.Environment:
+        variables = await _answer(context, Operation.OTHER, requests.variables(request.varsJson))
         info = await _answer(context, Operation.CREATE, self.engine.create_environment(
-            request.workflowTemplate, messages.variables_from_json(request.varsJson),
-            emulate=request.emulate, user=request.user, environment_id=request.id))
+            request.workflowTemplate, variables,
+            emulate=request.emulate, user=requester(request.user), environment_id=request.id))
         return messages.environment_message(info)
 
     async def ControlEnvironment(self, request: ext.ControlEnvironmentRequest,
                                  context: grpc.aio.ServicerContext) -> ext.TransitionResult:
         result = await _answer(context, Operation.CONTROL, self.engine.control_environment(
-            request.id, request.event, request.user))
+            request.id, request.event, requester(request.user)))
         return messages.result_message(result)
 
     async def DestroyEnvironment(self, request: ext.DestroyEnvironmentRequest,
@@ -481,7 +486,7 @@ class ControlExtService(ext_grpc.ControlExtServicer):
                  "allow_in_running_state": request.allowInRunningState, "force": request.force}
         accepted = {k: v for k, v in flags.items() if k in self._destroy_flags}
         result = await _answer(context, Operation.DESTROY, self.engine.destroy_environment(
-            request.id, request.user, **accepted))
+            request.id, requester(request.user), **accepted))
         return messages.result_message(result)
 
     async def Subscribe(self, request: empty_pb2.Empty, context: grpc.aio.ServicerContext
@@ -559,6 +564,8 @@ class ControlExtService(ext_grpc.ControlExtServicer):
 
     async def ListWorkflowTemplates(self, request: ext.TemplatesRequest,
                                     context: grpc.aio.ServicerContext) -> ext.TemplateList:
+        if request.repoPath:
+            await require_role(context, Role.ADMIN, "reading templates from a path on the core")
         templates = await _answer(context, Operation.OTHER, self.engine.list_workflow_templates(
             request.repoPattern, request.revisionPattern, all_branches=request.allBranches,
             all_tags=request.allTags, all_workflows=request.allWorkflows,
@@ -567,8 +574,11 @@ class ControlExtService(ext_grpc.ControlExtServicer):
 
     async def RenderWorkflow(self, request: ext.RenderRequest,
                              context: grpc.aio.ServicerContext) -> ext.RenderReply:
+        if request.repoPath:
+            await require_role(context, Role.ADMIN, "rendering from a path on the core")
+        variables = await _answer(context, Operation.OTHER, requests.variables(request.varsJson))
         tree = await _answer(context, Operation.OTHER, self.engine.render_workflow(
-            request.reference, messages.variables_from_json(request.varsJson),
+            request.reference, variables,
             repo_path=request.repoPath or None))
         return ext.RenderReply(treeJson=json.dumps(tree))
 
@@ -592,15 +602,19 @@ def check_free(address: str) -> None:
 
 @dataclass
 class CoreServer:
-    """The gRPC server of `nutshell core`: start on an address, stop, wait."""
+    """The gRPC server of `nutshell core`: start on an address, stop, wait. `security`:
+    its TLS and who may call what (auth.py); every changing call goes to audit.log."""
 
     engine: Engine
     framework_id: str = ""
+    security: SecuritySettings | None = None  # None: no TLS, nobody checked (loopback)
 
     def __post_init__(self) -> None:
         self.framework_id = self.framework_id or f"nutshell-{self.engine.workdir.root}"
+        self.audit = AuditLog(self.engine.workdir.root / AUDIT_FILE)
         # No SO_REUSEPORT: a second core on the same port must fail, not share it.
-        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *MESSAGE_LIMITS])
+        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *MESSAGE_LIMITS],
+                                      interceptors=[AccessInterceptor(self.security, self.audit)])
         self.control = ControlService(self.engine, self.framework_id)
         o2_grpc.add_ControlServicer_to_server(self.control, self.server)
         self.extension = ControlExtService(self.engine)
@@ -619,8 +633,12 @@ class CoreServer:
         """Listen on `address` (port 0: any free one); returns the "host:port" bound.
         AddressInUse when it cannot be bound."""
         check_free(address)
+        tls = self.security.tls if self.security is not None else None
         try:
-            port = self.server.add_insecure_port(address)
+            port = (self.server.add_insecure_port(address) if tls is None else
+                    self.server.add_secure_port(address, grpc.ssl_server_credentials(
+                        [(tls.private_key, tls.cert_chain)], root_certificates=tls.client_ca,
+                        require_client_auth=tls.require_client_cert)))
         except RuntimeError as error:
             raise AddressInUse(f"cannot listen on {address}: {error}") from None
         await self.server.start()
@@ -635,6 +653,7 @@ class CoreServer:
         self.extension.close()
         await self.control.close()
         await self.server.stop(grace)
+        await asyncio.to_thread(self.audit.close)
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
