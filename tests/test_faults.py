@@ -420,7 +420,24 @@ async def test_a_full_disk_fails_the_transition_naming_the_store(
     now = await until_idle(engine_, info.id)
     assert now.state == "CONFIGURED"
     assert_consistent(now)
-    started = await engine_.control_environment(info.id, "START")  # there is room again
+    if phase == "START":
+        assert "the tasks" not in message  # they never moved
+        started = await engine_.control_environment(info.id, "START")  # there is room again
+    else:  # the error says the tasks stopped; the next transition first records that
+        assert (f"STOP_ACTIVITY: the tasks stopped (environment {info.id} is CONFIGURED) but "
+                "the store could not record it: ") in message
+        assert message.endswith("it will be recorded at the next commit")
+        _, victim = task(now, "victim")
+        os.kill(victim, signal.SIGSTOP)  # holds the START at its task phase
+        try:
+            starting = asyncio.create_task(engine_.control_environment(info.id, "START"))
+            deadline = asyncio.get_running_loop().time() + 30
+            while stored(setup.workdir, info.id)[0] != "CONFIGURED":
+                assert asyncio.get_running_loop().time() < deadline, "never recorded"
+                await asyncio.sleep(0.05)
+        finally:
+            resume(victim)
+        started = await starting
     assert started.ok and started.run_number == before[1] + 1  # none was used meanwhile
     assert stored(setup.workdir, info.id) == ("RUNNING", started.run_number)
     assert (await engine_.destroy_environment(info.id)).state == "DONE"

@@ -18,6 +18,7 @@ from typing import Iterator
 import git
 import pytest
 
+from engine import Engine
 from engine.repos import (
     LOCAL_REVISION,
     RepoError,
@@ -631,6 +632,39 @@ def test_open_local_is_one_off(tmp_path: Path, workdir: WorkingDirectory, upstre
     assert repos.default_repo == REPO
     assert "here" in repos.resolve_workflow(f"{repo_id}/workflows/w").text
     assert [r.name for r in manager(workdir).list()] == [REPO]
+    assert [r.name for r in repos.list()] == [REPO]  # nor listed in this session
+    assert [(t.repo, t.revision, t.name) for t in repos.list_templates(repo_id, all_workflows=True)] == [
+        (repo_id, LOCAL_REVISION, "w")]
+    assert repos.default_revision(repo_id) == LOCAL_REVISION
+    with pytest.raises(RepoError, match=r"no repository at index 1 \(there are indexes 0 to 0\)"):
+        repos.set_default(1)
+
+
+async def test_a_one_off_repo_path_leaves_the_listed_repositories_and_their_indexes(
+        tmp_path: Path) -> None:
+    """ListWorkflowTemplates/RenderWorkflow with repoPath read a local repository without
+    adding it: list_repos() and what each index names stay as they were."""
+    paths = {}
+    for name in ("a", "b", "c"):  # b sorts between the two listed ones
+        local = Upstream(tmp_path / name)
+        local.commit("c", workflows__w__yaml=workflow("w", name, public=True))
+        paths[name] = str(local.path)
+    async with Engine(WorkingDirectory(tmp_path / "home").ensure()) as engine:
+        await engine.add_repo(paths["a"])
+        await engine.add_repo(paths["c"])
+        before = await engine.list_repos()
+        (listed,) = await engine.list_workflow_templates(repo_path=paths["b"])
+        assert (listed.repo, listed.name) == (paths["b"], "w")
+        rendered = await engine.render_workflow("w", repo_path=paths["b"])
+        assert rendered["name"] == "w"
+        assert await engine.list_repos() == before
+        assert [t.repo for t in await engine.list_workflow_templates()] == [paths["a"], paths["c"]]
+        await engine.set_default_repo(1)
+        assert [r.name for r in await engine.list_repos() if r.default] == [paths["c"]]
+        await engine.remove_repo(1)
+        assert [r.name for r in await engine.list_repos()] == [paths["a"]]
+        (again,) = await engine.list_workflow_templates(repo_path=paths["b"])  # still there
+        assert again.repo == paths["b"]
 
 
 def test_local_repository_errors(tmp_path: Path, workdir: WorkingDirectory) -> None:

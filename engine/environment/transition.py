@@ -44,7 +44,7 @@ from engine.environment.statemachine import (
 from engine.environment.taskindex import TaskIndex
 from engine.environment.teardown import exit_environment
 from engine.scheduler.local_pool import LocalAgentPool
-from engine.store import AsyncStore, RoleTreeRecord, Store
+from engine.store import AsyncStore, RoleTreeRecord, Store, StoreError
 from engine.task.channels import BindMap
 from engine.task.errors import ChannelError, TaskBuildError
 from engine.task.properties import build_property_map
@@ -53,6 +53,11 @@ from engine.workflow.aggregation import TaskState
 from engine.workflow.loader import WorkflowLoader
 
 Publish = Callable[[Environment, str, str], None]  # (environment, user, message) to subscribers
+# What a transition's work did to the tasks, for the error when its outcome cannot be stored.
+DONE_TO_TASKS = {EnvEvent.DEPLOY: "were deployed", EnvEvent.CONFIGURE: "were configured",
+                 EnvEvent.START_ACTIVITY: "started", EnvEvent.STOP_ACTIVITY: "stopped",
+                 EnvEvent.RESET: "were reset", EnvEvent.RECOVER: "recovered",
+                 EnvEvent.GO_ERROR: "were stopped for the error"}
 
 
 class Transitions:
@@ -69,6 +74,7 @@ class Transitions:
         self._timer = timer
         self._changed = changed
         self._publish = publish
+        self._unrecorded: set[str] = set()  # environments whose last outcome the store lacks
 
     async def run(self, env: Environment, event: EnvEvent, user: str, *,
                   creating: bool = False, acknowledge: bool = True) -> None:
@@ -82,6 +88,7 @@ class Transitions:
         """
         hooks = env.hooks
         assert hooks is not None
+        await self._catch_up(env)
         source = env.state
         schedule = hooks.schedule.transition(event, source, destination(event, source))
         rows: list[TaskRow] = []
@@ -326,9 +333,32 @@ class Transitions:
         env.last_transition = event.value
         env.last_result = TransitionResult(env.id, event.value, str(env.state), env.run_number,
                                            tuple(rows), user)
-        if announce:
+        if not announce:
+            return
+        try:
             await persist(self._store, env)
-            self._publish(env, user, f"{event} done")
+        except StoreError as error:
+            # The tasks did move: memory follows them, the store catches up at the next
+            # transition of this environment (_catch_up) or any later commit of it.
+            self._unrecorded.add(env.id)
+            self._publish(env, user, f"{event} done; the store could not record it")
+            done = DONE_TO_TASKS.get(event, "changed")
+            raise StoreError(f"{event}: the tasks {done} (environment {env.id} is {env.state})"
+                             f" but the store could not record it: {error}; it will be "
+                             "recorded at the next commit") from error
+        self._unrecorded.discard(env.id)
+        self._publish(env, user, f"{event} done")
+
+    async def _catch_up(self, env: Environment) -> None:
+        """Commit the state a full disk kept from the store, before the next transition
+        moves the tasks again; if it still cannot, that transition's own commits will say."""
+        if env.id not in self._unrecorded:
+            return
+        try:
+            await persist(self._store, env)
+        except StoreError:
+            return
+        self._unrecorded.discard(env.id)
 
 
 async def persist(store: AsyncStore, env: Environment) -> None:

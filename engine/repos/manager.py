@@ -71,6 +71,9 @@ class RepoManager:
         self._root = workdir.repos
         self._lock = threading.RLock()
         self._repos: dict[str, GitRepository] = {}
+        # One-off local repositories (`--repo PATH`, a local path in a reference): read like
+        # the others, never listed nor counted by the indexes of remove/set_default.
+        self._local: dict[str, GitRepository] = {}
         self._default_revisions: dict[str, str] = {}
         self._default_repo = ""
         self._adding: set[str] = set()
@@ -208,6 +211,9 @@ class RepoManager:
                 self._repos[repo.id] = repo
                 self._default_revisions[repo.id] = revision
                 self._unavailable.pop(repo.id, None)
+                one_off = self._local.pop(repo.id, None)  # now a listed one
+                if one_off is not None:
+                    one_off.close()
                 if not self._default_repo:
                     self._default_repo = repo.id
                 self._save()
@@ -217,20 +223,25 @@ class RepoManager:
         return AddResult(repo.id, revision, info)
 
     def open_local(self, path: str | os.PathLike[str]) -> str:
-        """Open a local repository for one-off use (`--repo PATH`): not persisted, not the default."""
+        """Open a local repository for one-off use (`--repo PATH`): not persisted, not the
+        default, not listed (list() and the indexes stay as they were); closed at close()."""
         absolute = os.path.abspath(os.path.expanduser(os.fspath(path)))
         ident = parse_identifier(absolute)
         with self._lock:
-            if ident.id in self._repos:
+            if ident.id in self._repos or ident.id in self._local:
                 return ident.id
         repo, _ = self._open_or_clone(ident, fetch_existing=False)
         with self._lock:
-            if ident.id in self._repos:
+            if ident.id in self._repos or ident.id in self._local:
                 repo.close()
                 return ident.id
-            self._repos[repo.id] = repo
-            self._default_revisions[repo.id] = LOCAL_REVISION
+            self._local[repo.id] = repo
         return repo.id
+
+    def _revision_of(self, repo: GitRepository) -> str:
+        """A repository's default revision; a one-off local one reads its working tree
+        (caller holds the lock)."""
+        return self._default_revisions.get(repo.id, LOCAL_REVISION)
 
     def _ids(self) -> list[str]:
         return sorted(self._repos)
@@ -330,14 +341,15 @@ class RepoManager:
     def default_revision(self, repo: str) -> str:
         """The default revision of a known repository."""
         with self._lock:
-            return self._default_revisions[self._known(repo, repo).id]
+            return self._revision_of(self._known(repo, repo))
 
     def close(self) -> None:
         """Stop the git helper processes of every repository and close the settings' store
         connection (reads and saves open them again)."""
         with self._lock:
-            for repo in self._repos.values():
+            for repo in [*self._repos.values(), *self._local.values()]:
                 repo.close()
+            self._local.clear()
             self._settings_store.close()
 
     def __enter__(self) -> "RepoManager":
@@ -351,7 +363,7 @@ class RepoManager:
     def _known(self, repo_id: str, reference: str) -> GitRepository:
         """A registered repository by identifier (caller holds the lock)."""
         key = parse_identifier(repo_id).id
-        repo = self._repos.get(key)
+        repo = self._repos.get(key, self._local.get(key))
         if repo is None:
             known = ", ".join(self._ids()) or "none"
             raise RepoError(f"{reference}: unknown repository {key} (known: {known})")
@@ -367,6 +379,8 @@ class RepoManager:
                 return self._repos[self._default_repo]
             if repo_id in self._repos:
                 return self._repos[repo_id]
+            if repo_id in self._local:
+                return self._local[repo_id]
         if parse_identifier(repo_id).kind is RepoKind.LOCAL:
             self.open_local(repo_id)
         elif add_missing:
@@ -393,7 +407,7 @@ class RepoManager:
         ref = parse_reference(reference, WORKFLOWS)
         repo = self._repo_for(ref.repo, reference, add_missing=False)
         with self._lock:
-            revision = ref.revision or self._default_revisions[repo.id]
+            revision = ref.revision or self._revision_of(repo)
         commit = repo.resolve(revision)
         return self._read(repo, revision, commit, ref.path, "workflow template", reference)
 
@@ -411,7 +425,7 @@ class RepoManager:
         else:
             target = self._repo_for(ref.repo, reference, add_missing=True)
             with self._lock:
-                revision = ref.revision or self._default_revisions[target.id]
+                revision = ref.revision or self._revision_of(target)
             resolved = target.resolve(revision)
         return self._read(target, revision, resolved, ref.path, what, reference)
 
@@ -468,6 +482,8 @@ class RepoManager:
             text = pattern.strip()
             if text.lstrip("-").isdigit():
                 return [self._at(int(text))]
+            if text in self._local:  # a one-off local repository, named exactly
+                return [self._local[text]]
             glob = text or "*"
             return [self._repos[i] for i in self._ids() if fnmatch.fnmatchcase(i, glob)]
 
@@ -482,7 +498,7 @@ class RepoManager:
             return sorted(found.items())
         if not pattern:
             with self._lock:
-                revision = self._default_revisions[repo.id]
+                revision = self._revision_of(repo)
             return [(revision, repo.resolve(revision))]
         names = {**repo.tags(), **repo.branches()}
         matched = sorted((n, c) for n, c in names.items() if fnmatch.fnmatchcase(n, pattern))
