@@ -20,6 +20,7 @@ from engine.environment.roster import RoleInfo, UnknownTaskError
 from engine.environment.statemachine import EnvEvent, EnvState, TransitionRefused
 from engine.gosyntax import parse_go_duration
 from engine.hosting import EngineHostedElsewhere, HostInfo, find_host
+from engine.identity import CallerIdentity
 from engine.logtail import TaskLogError
 from engine.repos import AddResult, RepoError, RepoInfo, WorkflowTemplateInfo
 from engine.scheduler.agent_info import AgentInfo
@@ -37,7 +38,8 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     RoleGlobError, UnknownTaskError, EngineHostedElsewhere, DetectorInUseError, TaskLogError)
 
 __all__ = [
-    "USER_ERRORS", "AddResult", "AgentInfo", "ChannelError", "ConfigurationError",
+    "USER_ERRORS", "AddResult", "AgentInfo", "CallerIdentity", "ChannelError",
+    "ConfigurationError",
     "DetectorInUseError", "Engine", "EngineHostedElsewhere", "EnvEvent", "EnvState",
     "EnvironmentBusy", "EnvironmentEvent", "EnvironmentInfo", "EventKind", "EventQueue",
     "HostInfo", "RepoError", "RepoInfo", "RoleGlobError", "TaskLogError",

@@ -19,7 +19,8 @@ from engine.environment.events import Subscription
 from engine.environment.manager import EnvironmentManager
 from engine.environment.roster import RoleInfo, Roster, query_roles, workflow_tree
 from engine.environment.statemachine import EnvEvent
-from engine.hosting import EngineHost
+from engine.hosting import EngineHost, _user
+from engine.identity import CallerIdentity
 from engine.integration.services import IntegratedService, describe_services
 from engine.repos import AddResult, RepoInfo, WorkflowTemplateInfo
 from engine.scheduler.agent_info import AgentInfo, describe_agents
@@ -312,3 +313,9 @@ class Engine:
         specs = manager.agents.specs or await self._run(load_agents, self.workdir.settings_file)
         running = await self._run(find_running, self.workdir.root)
         return describe_agents(specs, manager.tasks.in_use(), running)
+
+    # --- identity (what the console may offer) ---------------------------------------------
+
+    async def who_am_i(self) -> CallerIdentity:
+        """In-process, nobody is checked: the local user, with every right."""
+        return CallerIdentity(user=_user(), role="admin", authenticated=False)

@@ -44,7 +44,10 @@ from engine import (
 )
 from engine.api import AddressInUse, RemoteEngine, RemoteEngineError, messages
 from engine.api.errors import Operation, rebuild, status_code, trailing_metadata
-from engine.api.server import check_free
+from engine.api import server as server_module
+from engine.api.protos import o2control_pb2 as o2
+from engine.api.protos import o2control_pb2_grpc as o2_grpc
+from engine.api.server import CoreServer, check_free
 from engine.environment.environment import Busy
 from engine.environment.events import EnvironmentEvent, EventKind
 from engine.environment.roster import UnknownTaskError
@@ -544,3 +547,49 @@ async def test_remote_engine_lists_the_agents_as_the_engine_does(setup: Setup) -
         await local.shutdown_agents()
         (stopped,) = await local.list_agents()
         assert not stopped.executor_running and stopped.executor_pid is None
+
+
+async def test_auto_environment_events_nobody_reads_are_forgotten_after_a_grace(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NewAutoEnvironment keeps its events for Subscribe(id) whether the client subscribes
+    before or after the call, and forgets them a grace period after the request ended when
+    nobody subscribed: a client that never subscribes does not grow the core."""
+    async with Engine(WorkingDirectory(tmp_path / "home").ensure()) as engine:
+        server = CoreServer(engine)
+        address = await server.start("127.0.0.1:0")
+        control = server.control
+        try:
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = o2_grpc.ControlStub(channel)
+
+                async def auto(request_id: str) -> set[asyncio.Task[object]]:
+                    """The request (its reference names no repository: creation fails at
+                    once); the background job it started."""
+                    before = set(control._jobs)
+                    await stub.NewAutoEnvironment(o2.NewAutoEnvironmentRequest(
+                        id=request_id, workflowTemplate="nowhere/workflows/none@master"))
+                    return {job for job in set(control._jobs) - before
+                            if job.get_coro().__name__ == "_auto_environment"}
+
+                async def read(request_id: str) -> list[str]:
+                    return [e.environmentEvent.state async for e in
+                            stub.Subscribe(o2.SubscribeRequest(id=request_id))]
+
+                monkeypatch.setattr(server_module, "AUTO_CHANNEL_GRACE", 0.0)
+                await auto("unread")
+                while control._jobs:  # the request's job, then the one that forgets it
+                    await asyncio.gather(*list(control._jobs))
+                assert control._channels == {}
+                await auto("unread")  # its id is free again
+                while control._jobs:
+                    await asyncio.gather(*list(control._jobs))
+
+                monkeypatch.setattr(server_module, "AUTO_CHANNEL_GRACE", 60.0)
+                early = asyncio.create_task(read("early"))  # AliECS clients often do this
+                await auto("early")
+                await asyncio.gather(*await auto("late"))  # the request is over
+                assert "late" in control._channels  # kept for the grace period
+                assert await early == await read("late") == ["ERROR"]
+                assert control._channels == {}
+        finally:
+            await server.stop(0)

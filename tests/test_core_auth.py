@@ -33,7 +33,8 @@ from prompt_toolkit.output import DummyOutput
 
 from console.cli import main
 from console.tui.app import ConsoleApp
-from engine import Engine, EnvEvent, UnknownEnvironmentError, WorkingDirectory
+from console.tui.command_line import CommandScreen
+from engine import CallerIdentity, Engine, EnvEvent, UnknownEnvironmentError, WorkingDirectory
 from engine.api import (
     AccessDenied,
     ClientCredentials,
@@ -464,7 +465,18 @@ def cli_refusal(secured: Secured, environment_id: str) -> None:
     assert TOKENS["olga"] not in denied.stderr + denied.stdout
 
 
-async def test_an_observer_console_shows_the_refusal_in_one_line(
+async def test_each_role_learns_who_it_is(secured: Secured) -> None:
+    for name, token in TOKENS.items():
+        async with RemoteEngine(secured.address, as_user(secured.pki, token=token)) as remote:
+            assert await remote.who_am_i() == CallerIdentity(name, ROLES[name], True)
+    async with RemoteEngine(secured.address, as_user(secured.pki)) as anonymous:
+        with pytest.raises(AccessDenied, match="WhoAmI: needs credentials"):
+            await anonymous.who_am_i()
+    local = await Engine(secured.workdir).who_am_i()  # in-process: nobody checks
+    assert (local.role, local.authenticated, local.describe()) == ("admin", False, "")
+
+
+async def test_an_observer_console_is_read_only_and_names_the_user(
         secured: Secured, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NUTSHELL_TOKEN", TOKENS["olga"])
     async with RemoteEngine(secured.address, as_user(secured.pki, token=TOKENS["otto"])) as otto:
@@ -472,24 +484,45 @@ async def test_an_observer_console_shows_the_refusal_in_one_line(
         try:
             app = ConsoleApp(secured.workdir, core=secured.address)
             async with app.run_test(size=SIZE) as pilot:
-                await loaded(pilot)
+                view = await loaded(pilot)
                 await until(pilot, lambda: info.id in table(app).rows_by_id, "the environment")
-                before = len(app._notifications)
+                assert app.readonly and view.readonly
+                assert view.sub_title == (f"environments · {secured.address} · olga (observer)"
+                                          " (read-only)")
                 await pilot.press("s")
-                await until(pilot, lambda: len(app._notifications) > before, "the refusal told")
-                refusal = list(app._notifications)[-1]
-                assert refusal.title == f"START_ACTIVITY of {info.id} failed"
-                assert refusal.severity == "error" and "\n" not in refusal.message
-                assert refusal.message.endswith("nutshell.ControlExt/ControlEnvironment: "
-                                                "needs role operator; user olga is observer")
-                assert TOKENS["olga"] not in " ".join(notes(app))
+                await until(pilot, lambda: any(n.startswith("read-only console:")
+                                               for n in notes(app)), "the refusal told")
+                assert f"read-only console: Start (START_ACTIVITY) of {info.id} refused" in \
+                    notes(app)
+                assert not [n for n in notes(app) if "needs role" in n]  # never asked the core
+                await pilot.press("colon")
+                line = app.screen
+                assert isinstance(line, CommandScreen) and line.readonly
+                await pilot.press("escape")
+                await until(pilot, lambda: app.screen is view, "the command line closed")
                 await pilot.press("q")
             assert (await otto.get_environment(info.id)).state == "CONFIGURED"
         finally:
             await otto.destroy_environment(info.id)
+    refusals = [record for record in read_audit(secured.workdir.root / AUDIT_FILE)
+                if record.user == "olga" and record.target.get("environment") == info.id]
+    assert refusals == []
 
 
-def test_an_observer_shell_shows_the_refusal_in_one_line(
+async def test_an_operator_console_may_act_and_names_the_user(
+        secured: Secured, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NUTSHELL_TOKEN", TOKENS["otto"])
+    app = ConsoleApp(secured.workdir, core=secured.address)
+    async with app.run_test(size=SIZE) as pilot:
+        view = await loaded(pilot)
+        assert not app.readonly and not view.readonly
+        assert view.sub_title == f"environments · {secured.address} · otto (operator)"
+        shown = {key for key, active in view.active_bindings.items() if active.binding.show}
+        assert {"c", "s", "t", "r", "R", "d", "n"} <= shown
+        await pilot.press("q")
+
+
+def test_an_observer_shell_refuses_changes_before_asking_the_core(
         secured: Secured, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("NUTSHELL_HOME", str(secured.workdir.root))
@@ -515,8 +548,12 @@ def test_an_observer_shell_shows_the_refusal_in_one_line(
         asyncio.run(destroy(environment_id))
     assert environment_id in captured.out
     assert captured.err.splitlines() == [
-        f"error: engine at {secured.address}: refused: nutshell.ControlExt/ControlEnvironment: "
-        "needs role operator; user olga is observer"]
+        "error: read-only: olga is an observer; `environment control` changes things and is "
+        "refused"]
+    asked = [record for record in read_audit(secured.workdir.root / AUDIT_FILE)
+             if record.user == "olga" and record.method.endswith("ControlEnvironment")
+             and record.target.get("environment") == environment_id]
+    assert asked == []  # refused by the shell: the core never heard of it
 
 
 def test_client_credentials_come_from_the_environment_or_a_private_token_file(
@@ -550,6 +587,7 @@ async def test_loopback_without_security_works_for_the_local_user_and_says_so(
     try:
         async with RemoteEngine(address) as local:
             assert await local.list_environments() == []
+            assert await local.who_am_i() == CallerIdentity("", "admin", False)
             await local.set_global_default_revision("master")
     finally:
         errors = await asyncio.to_thread(stop_core, process)

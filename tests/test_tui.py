@@ -107,12 +107,11 @@ async def press_until_state(pilot: Pilot[int], key: str, environment_id: str, st
 async def test_start_stop_new_and_destroy_from_the_keys(home: Home) -> None:
     app = ConsoleApp(home.workdir)
     async with app.run_test(size=SIZE) as pilot:
-        started = time.monotonic()
         await until(pilot, lambda: isinstance(app.screen, EnvironmentsView),
-                    "the environments view", limit=1.0)
-        assert time.monotonic() - started < 1.0
+                    "the environments view")  # how soon: bench/, not a timed assertion
         await loaded(pilot)
         assert app.engine is not None
+        await app.engine.add_repo(str(home.repo))  # the form lists the listed repositories
         info = await app.engine.create_environment(home.reference, user="tester")
         await until(pilot, lambda: info.id in table(app).rows_by_id, "the new environment's row")
         await until(pilot, lambda: cell(app, info.id, "tasks") == "2/2", "2/2 active tasks")
@@ -140,7 +139,6 @@ async def test_start_stop_new_and_destroy_from_the_keys(home: Home) -> None:
         await press_until_state(pilot, "c", info.id, "CONFIGURED")
 
         # n: the form; a bad variables line is refused in the form, a good one creates
-        # (creating from its path added the repository: the form lists its workflows)
         await pilot.press("n")
         await until(pilot, lambda: isinstance(app.screen, NewEnvironmentModal), "the form")
         form = app.screen
@@ -178,6 +176,7 @@ async def test_a_failing_start_shows_the_failed_tasks(home: Home) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         assert app.engine is not None
+        await app.engine.add_repo(str(home.repo))  # the form lists the listed repositories
         info = await app.engine.create_environment(home.reference, {"fail_on": "START"})
         await until(pilot, lambda: info.id in table(app).rows_by_id, "the row")
         await pilot.press("s")
@@ -221,7 +220,7 @@ async def test_readonly_refuses_every_action(home: Home) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         await until(pilot, lambda: info.id in table(app).rows_by_id, "the recovered row")
-        for key in ("c", "s", "t", "r", "R", "d", "n"):
+        for key in ("c", "s", "t", "r", "R", "d", "n"):  # hidden keys, refused out loud
             await pilot.press(key)
         await pilot.pause(0.3)
         refused = [note for note in notes(app) if note.startswith("read-only console:")]
@@ -232,8 +231,7 @@ async def test_readonly_refuses_every_action(home: Home) -> None:
         assert app.screen.sub_title.endswith("(read-only)")
         shown = {key: active.binding.description  # what the footer lists
                  for key, active in app.screen.active_bindings.items() if active.binding.show}
-        assert shown == {"c": "Configure", "s": "Start", "t": "Stop", "r": "Reset", "R": "Recover",
-                         "d": "Destroy", "n": "New", "enter": "Open", "question_mark": "Keys",
+        assert shown == {"enter": "Open", "question_mark": "Keys",
                          "ctrl+t": "Theme", "q": "Quit", "colon": "Command", "e": "Events",
                          "1": "Envs", "2": "Tasks", "3": "Hosts", "4": "Templates"}
 

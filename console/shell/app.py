@@ -5,7 +5,9 @@ one hosts the working directory, else in-process), closed at exit. Each line is
 parsed by the headless parser (console/shell/parser.py) and run by the same
 handler and error handling (headless.run_command): a bad line or a failed
 command prints its one-line reason and the prompt comes back. Ctrl+C stops the
-running command (the prompt comes back); `exit`, `quit` or Ctrl+D leave.
+running command (the prompt comes back); `exit`, `quit` or Ctrl+D leave. The session
+asks the engine who it takes the user for: an observer's commands that would change
+something (console.read_only) are refused here, before the core is asked.
 """
 from __future__ import annotations
 
@@ -23,12 +25,13 @@ from prompt_toolkit.history import FileHistory
 
 from console.client import AnyEngine, open_engine
 from console.headless import EXIT_FAILED, EXIT_INTERRUPTED, run_command
+from console.read_only import MUTATING_COMMANDS
 from console.shell.colour import ColouredStream, terminal_console
 from console.shell.completion import SHELL_WORDS, CommandCompleter
-from console.shell.line import LineKind, help_lines, read_line
+from console.shell.line import LineKind, command_name, help_lines, read_line
 from console.shell.parser import LineError, build_parser
 from console.shell.watch import watch_environment
-from engine import USER_ERRORS, WorkingDirectory
+from engine import USER_ERRORS, CallerIdentity, WorkingDirectory
 from engine.api import RemoteEngineError
 
 PROMPT = "nutshell> "
@@ -55,9 +58,19 @@ class Shell:
         self.last_code = 0
         self._command: asyncio.Task[int] | None = None
         self._interrupted = False
+        self.identity: CallerIdentity | None = None  # who the engine takes us for, once known
+
+    async def identify(self) -> None:
+        """Learn who the engine takes us for; one that cannot say (unreachable, refusing us)
+        leaves every command to the engine, whose errors say why."""
+        try:
+            self.identity = await self.engine.who_am_i()
+        except RemoteEngineError:
+            self.identity = None
 
     async def loop(self) -> int:
         """Prompt until exit/quit/Ctrl+D; Ctrl+C at the prompt only clears the line."""
+        await self.identify()
         while True:
             try:
                 line = await self.session.prompt_async(PROMPT)
@@ -79,8 +92,19 @@ class Shell:
             self._help(read.help_path)
         elif read.kind is LineKind.COMMAND:
             assert read.options is not None
-            self.last_code = await self._run(read.options)
+            if (refusal := self._refusal(command_name(self.parser, read.words))) is not None:
+                self._error(refusal)
+            else:
+                self.last_code = await self._run(read.options)
         return True
+
+    def _refusal(self, name: str) -> str | None:
+        """Why an observer may not run command `name`; None when it may."""
+        identity = self.identity
+        if identity is None or not identity.read_only or name not in MUTATING_COMMANDS:
+            return None
+        return (f"read-only: {identity.user} is an {identity.role}; `{name}` changes things "
+                "and is refused")
 
     def interrupt(self) -> None:
         """Ctrl+C while a command runs: stop it, back to the prompt."""

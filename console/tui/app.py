@@ -2,13 +2,15 @@
 
 The app opens the engine (in-process on its own thread, or a `nutshell core` with
 --core), holds the theme and the read-only switch, and shows the environments
-view; the views do the rest (console.tui.components). Over any view, `:` opens the
+view. It asks the engine who it takes the operator for: an observer gets the read-only
+console (as --readonly), and the header names the user and role; the views do the rest (console.tui.components). Over any view, `:` opens the
 command line (console.tui.command_line) and `e` the events pane
 (console.tui.events_pane). Closing the console closes the engine; executors and
 tasks keep running.
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -24,11 +26,14 @@ from console.tui.components.live_view import LiveView, show_view
 from console.tui.events_pane import EventLog
 from console.tui.preferences import THEME_NAMES, Preferences, next_theme
 from console.tui.views import VIEW_HELP, VIEWS
-from engine import WorkingDirectory
+from engine import CallerIdentity, WorkingDirectory
+from engine.api import RemoteEngineError
 from themes import use_themes
 
 if TYPE_CHECKING:
     from console.client import AnyEngine
+
+IDENTITY_TIMEOUT = 5.0  # seconds to learn who we are before showing the console anyway
 
 
 class ConsoleApp(App[int]):
@@ -45,6 +50,7 @@ class ConsoleApp(App[int]):
         self.workdir = workdir or WorkingDirectory.from_environment()
         self.core = core
         self.readonly = readonly
+        self.identity: CallerIdentity | None = None  # who the engine takes us for, once known
         self.engine: AnyEngine | None = None
         self.preferences = Preferences.load(self.workdir.root)
         self.event_log = EventLog(self)
@@ -57,6 +63,7 @@ class ConsoleApp(App[int]):
         self.screen_change_signal.subscribe(self, self.event_log.place)
         self.sub_title = self.core or str(self.workdir.root)
         self.engine = self._given_engine or await self._open()
+        await self._learn_identity(self.engine)
         await self.push_screen(EnvironmentsView(self.engine, readonly=self.readonly))
 
     async def _open(self) -> AnyEngine:
@@ -65,6 +72,20 @@ class ConsoleApp(App[int]):
         if self.core:
             return await attach(self.core, self.workdir)
         return await open_engine(self.workdir, threaded=True)
+
+    async def _learn_identity(self, engine: AnyEngine) -> None:
+        """An observer may only look: the console turns read-only rather than offer what the
+        core would refuse. An engine that cannot say (unreachable, refusing us) leaves the
+        console as asked; its views show why it fails."""
+        try:
+            self.identity = await asyncio.wait_for(engine.who_am_i(), IDENTITY_TIMEOUT)
+        except (RemoteEngineError, TimeoutError) as error:
+            self.log.warning(f"who am I: {error}")
+            return
+        if self.identity.read_only:
+            self.readonly = True
+        if described := self.identity.describe():
+            self.sub_title = f"{self.sub_title} · {described}"
 
     # -- themes -------------------------------------------------------------------------
 

@@ -1,7 +1,12 @@
 """Every key of the console, in one place: the app's and the environments view's."""
 from __future__ import annotations
 
-from textual.binding import Binding
+import inspect
+from collections.abc import Iterable
+
+from textual.actions import parse as parse_action
+from textual.binding import Binding, BindingType
+from textual.dom import DOMNode
 
 from engine import EnvEvent
 
@@ -42,3 +47,30 @@ ENVIRONMENTS_BINDINGS: list[Binding] = [
     Binding("d", "destroy", "Destroy"),
     Binding("n", "new_environment", "New"),
 ]  # enter (open the environment) is the table's: EnvironmentsTable
+
+# The actions that change something: a read-only console (--readonly, or an observer's
+# credentials) hides their keys, and refuses them if they are reached another way.
+MUTATING_ACTIONS: frozenset[str] = frozenset({"transition", "destroy", "new_environment",
+                                               "clean"})
+
+
+def shown_in_mode(readonly: bool, action: str) -> bool:
+    """Screen.check_action for a screen with a read-only mode."""
+    return not (readonly and action in MUTATING_ACTIONS)
+
+
+async def refuse_hidden_key(screen: DOMNode, readonly: bool, bindings: Iterable[BindingType],
+                            key: str) -> bool:
+    """A key a read-only screen hides is refused out loud (its action says why) rather than
+    silently ignored: its action is run past check_action. Whether `key` was one."""
+    if not readonly:
+        return False
+    for binding in bindings:
+        if (isinstance(binding, Binding) and binding.key == key
+                and binding.action.partition("(")[0] in MUTATING_ACTIONS):
+            _, name, parameters = parse_action(binding.action)
+            done = getattr(screen, f"action_{name}")(*parameters)
+            if inspect.isawaitable(done):
+                await done
+            return True
+    return False

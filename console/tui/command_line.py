@@ -30,6 +30,7 @@ from textual.widgets import Input, RichLog, Static
 from textual.worker import Worker
 
 from console.headless import EXIT_FAILED, EXIT_INTERRUPTED, run_command
+from console.read_only import MUTATING_COMMANDS
 from console.shell.colour import StateHighlighter
 from console.shell.completion import CommandCompleter
 from console.shell.line import LineKind, command_name, help_lines, read_line
@@ -38,14 +39,6 @@ from console.shell.parser import LineError, build_parser
 if TYPE_CHECKING:
     from console.client import AnyEngine
 
-# The commands (by their full names, console.shell.line.command_name) that change the
-# engine, its repositories or its agents: what a read-only console refuses.
-MUTATING_COMMANDS: frozenset[str] = frozenset({
-    "environment create", "environment control", "environment destroy",
-    "task clean", "run", "agents stop",
-    "repository add", "repository remove", "repository refresh", "repository default",
-    "repository default-revision",
-})
 # The line's own words, beside the commands.
 CONSOLE_WORDS: dict[str, str] = {
     "help": "list the commands, or one command's help",

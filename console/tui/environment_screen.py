@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -28,7 +28,12 @@ from textual.widgets import Input, Static, Tree
 
 from console.client import current_user
 from console.tui import long_lived
-from console.tui.bindings import TRANSITION_KEYS, TRANSITION_LABELS
+from console.tui.bindings import (
+    TRANSITION_KEYS,
+    TRANSITION_LABELS,
+    refuse_hidden_key,
+    shown_in_mode,
+)
 from console.tui.detail_pane import DetailPane
 from console.tui.event_batch import EventBatch
 from console.tui.event_feed import EventFeed
@@ -283,6 +288,13 @@ class EnvironmentScreen(Screen[None]):
             return
         self.app.push_screen(LogScreen(self.engine, selected.key,
                                        tree.tasks[selected.key].log_path))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return shown_in_mode(self.readonly, action)
+
+    async def on_key(self, event: events.Key) -> None:
+        if await refuse_hidden_key(self, self.readonly, self.BINDINGS, event.key):
+            event.stop()
 
     def action_transition(self, event: str) -> None:
         if self.readonly:

@@ -56,7 +56,7 @@ METHOD_ACCESS: dict[str, Access] = {
     **_table(Role.OBSERVER, False, *(_EXT + m for m in (
         "ListEnvironments", "GetEnvironment", "Subscribe", "ListTasks", "QueryRoles",
         "GetWorkflowTree", "ListAgents", "ListRepos", "ListWorkflowTemplates",
-        "RenderWorkflow"))),
+        "RenderWorkflow", "WhoAmI"))),
     **_table(Role.OPERATOR, True, *(_O2 + m for m in (
         "NewAutoEnvironment", "NewEnvironment", "NewEnvironmentAsync", "ControlEnvironment",
         "ModifyEnvironment", "DestroyEnvironment"))),
@@ -79,6 +79,11 @@ class Identity:
 
 
 _CALLER: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("caller", default=None)
+
+
+def caller() -> Identity | None:
+    """The authenticated caller of the call being served; None without security settings."""
+    return _CALLER.get()
 
 
 def requester(requested: str) -> str:

@@ -28,6 +28,7 @@ from engine.environment.environment import EnvironmentInfo, TaskInfo, Transition
 from engine.environment.events import EventQueue
 from engine.environment.roster import RoleInfo
 from engine.environment.statemachine import EnvEvent
+from engine.identity import CallerIdentity
 from engine.integration.services import IntegratedService
 from engine.repos import AddResult, RepoInfo, WorkflowTemplateInfo
 from engine.scheduler.agent_info import AgentInfo
@@ -268,3 +269,10 @@ class RemoteEngine:
                                   endpoint=info.endpoint, connection_state=info.connectionState,
                                   data=info.data)
                 for name, info in reply.services.items()]
+
+    # --- identity ------------------------------------------------------------------------
+
+    async def who_am_i(self) -> CallerIdentity:
+        """Who the core takes these credentials for (any authenticated caller may ask)."""
+        reply = await self._call(self._extension.WhoAmI, EMPTY)
+        return CallerIdentity(user=reply.user, role=reply.role, authenticated=reply.authenticated)

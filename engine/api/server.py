@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 
 from engine import USER_ERRORS, Engine, EnvironmentInfo, EnvState, TransitionFailed
 from engine.api import messages, requests
-from engine.api.auth import AccessInterceptor, require_role, requester
+from engine.api.auth import AccessInterceptor, caller, require_role, requester
 from engine.api.errors import Operation, details, status_code, trailing_metadata
 from engine.api.protos import events_pb2
 from engine.api.protos import nutshell_pb2 as ext
@@ -51,6 +51,9 @@ AUTO_POLL = 1.0  # seconds between state checks of an autoTransition environment
 MESSAGE_LIMITS = (("grpc.max_send_message_length", 256 << 20),
                   ("grpc.max_receive_message_length", 256 << 20))
 SUBSCRIBE_POLL = 0.05  # seconds between looks for the NewAutoEnvironment a Subscribe names
+# How long the events of a finished NewAutoEnvironment wait for a Subscribe that has not come:
+# a client that never subscribes must not keep them (and its id) for the core's lifetime.
+AUTO_CHANNEL_GRACE = 60.0
 
 
 class AddressInUse(Exception):
@@ -107,6 +110,7 @@ class ControlService(o2_grpc.ControlServicer):
         self.framework_id = framework_id
         self._jobs: set[asyncio.Task[Any]] = set()
         self._channels: dict[str, asyncio.Queue[events_pb2.Event | None]] = {}
+        self._subscribed: set[str] = set()  # the ids a Subscribe is reading
         self._destroy_flags = set(inspect.signature(engine.destroy_environment).parameters)
 
     def _keep(self, job: asyncio.Task[Any]) -> None:
@@ -252,6 +256,16 @@ class ControlService(o2_grpc.ControlServicer):
             subscription.close()  # the events so far are forwarded, then the stream ends
             await forwarding
             channel.put_nowait(None)
+            self._keep(asyncio.create_task(self._release_unread(request.id, channel)))
+
+    async def _release_unread(self, channel_id: str,
+                              channel: asyncio.Queue[events_pb2.Event | None]) -> None:
+        """Forget a finished request's events AUTO_CHANNEL_GRACE s on if no Subscribe
+        took them (a Subscribe that did forgets them when its stream ends); its id may then
+        be used again."""
+        await asyncio.sleep(AUTO_CHANNEL_GRACE)
+        if channel_id not in self._subscribed and self._channels.get(channel_id) is channel:
+            del self._channels[channel_id]
 
     async def Subscribe(self, request: o2.SubscribeRequest, context: grpc.aio.ServicerContext
                         ) -> AsyncIterator[events_pb2.Event]:
@@ -260,11 +274,14 @@ class ControlService(o2_grpc.ControlServicer):
         while request.id not in self._channels:
             await asyncio.sleep(SUBSCRIBE_POLL)
         channel = self._channels[request.id]
+        self._subscribed.add(request.id)
         try:
             while (event := await channel.get()) is not None:
                 yield event
         finally:
-            self._channels.pop(request.id, None)
+            self._subscribed.discard(request.id)
+            if self._channels.get(request.id) is channel:
+                del self._channels[request.id]
 
     async def NewEnvironmentAsync(self, request: o2.NewEnvironmentRequest,
                                   context: grpc.aio.ServicerContext) -> o2.NewEnvironmentReply:
@@ -544,6 +561,15 @@ class ControlExtService(ext_grpc.ControlExtServicer):
                          ) -> ext.AgentInfoList:
         agents = await _answer(context, Operation.OTHER, self.engine.list_agents())
         return ext.AgentInfoList(agents=[messages.agent_message(agent) for agent in agents])
+
+    async def WhoAmI(self, request: empty_pb2.Empty, context: grpc.aio.ServicerContext
+                     ) -> ext.Identity:
+        """The authenticated caller; without security nobody is checked and the client's
+        user is unknown here: user "", every right, authenticated false."""
+        identity = caller()
+        if identity is None:
+            return ext.Identity(user="", role=str(Role.ADMIN), authenticated=False)
+        return ext.Identity(user=identity.user, role=str(identity.role), authenticated=True)
 
     async def ListRepos(self, request: empty_pb2.Empty, context: grpc.aio.ServicerContext
                         ) -> ext.RepoList:

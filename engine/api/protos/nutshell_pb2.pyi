@@ -481,3 +481,13 @@ class RenderReply(_message.Message):
     TREEJSON_FIELD_NUMBER: _ClassVar[int]
     treeJson: str
     def __init__(self, treeJson: _Optional[str] = ...) -> None: ...
+
+class Identity(_message.Message):
+    __slots__ = ("user", "role", "authenticated")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    AUTHENTICATED_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    role: str
+    authenticated: bool
+    def __init__(self, user: _Optional[str] = ..., role: _Optional[str] = ..., authenticated: _Optional[bool] = ...) -> None: ...

@@ -125,6 +125,11 @@ class ControlExtStub:
                 request_serializer=engine_dot_api_dot_protos_dot_nutshell__pb2.RenderRequest.SerializeToString,
                 response_deserializer=engine_dot_api_dot_protos_dot_nutshell__pb2.RenderReply.FromString,
                 _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/nutshell.ControlExt/WhoAmI',
+                request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                response_deserializer=engine_dot_api_dot_protos_dot_nutshell__pb2.Identity.FromString,
+                _registered_method=True)
 
 
 class ControlExtServicer:
@@ -240,6 +245,13 @@ class ControlExtServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WhoAmI(self, request, context):
+        """Who the core takes the caller for; authenticated false: the core checks nobody.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlExtServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -332,6 +344,11 @@ def add_ControlExtServicer_to_server(servicer, server):
                     servicer.RenderWorkflow,
                     request_deserializer=engine_dot_api_dot_protos_dot_nutshell__pb2.RenderRequest.FromString,
                     response_serializer=engine_dot_api_dot_protos_dot_nutshell__pb2.RenderReply.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                    response_serializer=engine_dot_api_dot_protos_dot_nutshell__pb2.Identity.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -820,6 +837,33 @@ class ControlExt:
             '/nutshell.ControlExt/RenderWorkflow',
             engine_dot_api_dot_protos_dot_nutshell__pb2.RenderRequest.SerializeToString,
             engine_dot_api_dot_protos_dot_nutshell__pb2.RenderReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nutshell.ControlExt/WhoAmI',
+            google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            engine_dot_api_dot_protos_dot_nutshell__pb2.Identity.FromString,
             options,
             channel_credentials,
             insecure,
