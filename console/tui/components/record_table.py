@@ -138,27 +138,20 @@ class RecordTable(ScrollView, can_focus=True):
         Binding("end", "scroll_end", "End", show=False),
     ]
 
-    class RowHighlighted(Message):
+    class _RowMessage(Message):
+        def __init__(self, table: RecordTable, key: str) -> None:
+            super().__init__()
+            self.table, self.key = table, key
+
+        @property
+        def control(self) -> RecordTable:
+            return self.table
+
+    class RowHighlighted(_RowMessage):
         """The cursor is on another record (`key`), or on the first one shown."""
 
-        def __init__(self, table: RecordTable, key: str) -> None:
-            super().__init__()
-            self.table, self.key = table, key
-
-        @property
-        def control(self) -> RecordTable:
-            return self.table
-
-    class RowSelected(Message):
+    class RowSelected(_RowMessage):
         """enter (or a click on the cursor's row) on record `key`."""
-
-        def __init__(self, table: RecordTable, key: str) -> None:
-            super().__init__()
-            self.table, self.key = table, key
-
-        @property
-        def control(self) -> RecordTable:
-            return self.table
 
     def __init__(self, columns: Sequence[tuple[str, str]], *,
                  render: Mapping[str, Callable[[str], Cell]] | None = None,
