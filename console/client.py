@@ -14,12 +14,10 @@ the engine's work.
 from __future__ import annotations
 
 import asyncio
-import getpass
-import os
 from typing import TYPE_CHECKING, Union
 
 from console.engine_thread import ThreadedEngine
-from engine import Engine, WorkingDirectory, find_host
+from engine import Engine, WorkingDirectory, find_host, local_user
 
 if TYPE_CHECKING:
     from engine.api.client import RemoteEngine
@@ -52,7 +50,4 @@ async def attach(address: str, workdir: WorkingDirectory | None = None) -> Remot
 
 def current_user() -> str:
     """The requesting user every transition records: who runs this command."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
+    return local_user()

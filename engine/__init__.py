@@ -19,7 +19,7 @@ from engine.environment.roleglob import RoleGlobError
 from engine.environment.roster import RoleInfo, UnknownTaskError
 from engine.environment.statemachine import EnvEvent, EnvState, TransitionRefused
 from engine.gosyntax import parse_go_duration
-from engine.hosting import EngineHostedElsewhere, HostInfo, find_host
+from engine.hosting import EngineHostedElsewhere, HostInfo, find_host, local_user
 from engine.identity import CallerIdentity
 from engine.logtail import TaskLogError
 from engine.repos import AddResult, RepoError, RepoInfo, WorkflowTemplateInfo
@@ -46,5 +46,5 @@ __all__ = [
     "RoleInfo", "Subscription", "TaskClassError", "TaskInfo", "TaskRow", "TemplateError",
     "TemplateYAMLError", "TransitionFailed", "TransitionRefused", "TransitionResult",
     "UnknownEnvironmentError", "UnknownTaskError", "VarSpec", "WorkflowError",
-    "WorkflowTemplateInfo", "WorkingDirectory", "parse_go_duration", "find_host",
+    "WorkflowTemplateInfo", "WorkingDirectory", "parse_go_duration", "find_host", "local_user",
 ]

@@ -19,7 +19,7 @@ from engine.environment.events import Subscription
 from engine.environment.manager import EnvironmentManager
 from engine.environment.roster import RoleInfo, Roster, query_roles, workflow_tree
 from engine.environment.statemachine import EnvEvent
-from engine.hosting import EngineHost, _user
+from engine.hosting import EngineHost, local_user
 from engine.identity import CallerIdentity
 from engine.integration.services import IntegratedService, describe_services
 from engine.repos import AddResult, RepoInfo, WorkflowTemplateInfo
@@ -318,4 +318,4 @@ class Engine:
 
     async def who_am_i(self) -> CallerIdentity:
         """In-process, nobody is checked: the local user, with every right."""
-        return CallerIdentity(user=_user(), role="admin", authenticated=False)
+        return CallerIdentity(user=local_user(), role="admin", authenticated=False)

@@ -84,7 +84,8 @@ class EngineHostedElsewhere(RuntimeError):
                          f"process: {detail}; attach to it or stop it first")
 
 
-def _user() -> str:
+def local_user() -> str:
+    """Who runs this process: the host's user in core.json, the requesting user of commands."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -142,7 +143,7 @@ class EngineHost:
                 raise EngineHostedElsewhere(root, holder if holder and holder.alive else None)
             time.sleep(_RETRY)
         pid = os.getpid()
-        info = HostInfo(pid=pid, started=datetime.now(UTC), address=address, user=_user(),
+        info = HostInfo(pid=pid, started=datetime.now(UTC), address=address, user=local_user(),
                         process_start=process_start(pid) or 0)
         host = cls(workdir, fd, info)
         try:
