@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
 
+from textual import events
 from textual.actions import parse as parse_action
-from textual.binding import Binding, BindingType
-from textual.dom import DOMNode
+from textual.binding import Binding
 
 from engine import EnvEvent
 
@@ -54,23 +53,25 @@ MUTATING_ACTIONS: frozenset[str] = frozenset({"transition", "destroy", "new_envi
                                                "clean"})
 
 
-def shown_in_mode(readonly: bool, action: str) -> bool:
-    """Screen.check_action for a screen with a read-only mode."""
-    return not (readonly and action in MUTATING_ACTIONS)
+class ReadOnlyKeys:
+    """Mixed into a screen with a read-only mode (its `readonly`): the keys of actions that
+    change something are hidden from the footer, and pressing one is refused out loud (its
+    action says why) rather than silently ignored."""
 
+    readonly: bool
 
-async def refuse_hidden_key(screen: DOMNode, readonly: bool, bindings: Iterable[BindingType],
-                            key: str) -> bool:
-    """A key a read-only screen hides is refused out loud (its action says why) rather than
-    silently ignored: its action is run past check_action. Whether `key` was one."""
-    if not readonly:
-        return False
-    for binding in bindings:
-        if (isinstance(binding, Binding) and binding.key == key
-                and binding.action.partition("(")[0] in MUTATING_ACTIONS):
-            _, name, parameters = parse_action(binding.action)
-            done = getattr(screen, f"action_{name}")(*parameters)
-            if inspect.isawaitable(done):
-                await done
-            return True
-    return False
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (self.readonly and action in MUTATING_ACTIONS)
+
+    async def on_key(self, event: events.Key) -> None:
+        if not self.readonly:
+            return
+        for binding in getattr(self, "BINDINGS", ()):
+            if (isinstance(binding, Binding) and binding.key == event.key
+                    and binding.action.partition("(")[0] in MUTATING_ACTIONS):
+                event.stop()  # run past check_action: the action itself refuses
+                _, name, parameters = parse_action(binding.action)
+                done = getattr(self, f"action_{name}")(*parameters)
+                if inspect.isawaitable(done):
+                    await done
+                return

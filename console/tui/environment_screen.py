@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import events, on
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -31,8 +31,7 @@ from console.tui import long_lived
 from console.tui.bindings import (
     TRANSITION_KEYS,
     TRANSITION_LABELS,
-    refuse_hidden_key,
-    shown_in_mode,
+    ReadOnlyKeys,
 )
 from console.tui.detail_pane import DetailPane
 from console.tui.event_batch import EventBatch
@@ -65,7 +64,7 @@ ENVIRONMENT_BINDINGS: list[Binding] = [
 ]
 
 
-class EnvironmentScreen(Screen[None]):
+class EnvironmentScreen(ReadOnlyKeys, Screen[None]):
     CSS_PATH = "environment_screen.tcss"
     BINDINGS = ENVIRONMENT_BINDINGS
 
@@ -288,13 +287,6 @@ class EnvironmentScreen(Screen[None]):
             return
         self.app.push_screen(LogScreen(self.engine, selected.key,
                                        tree.tasks[selected.key].log_path))
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return shown_in_mode(self.readonly, action)
-
-    async def on_key(self, event: events.Key) -> None:
-        if await refuse_hidden_key(self, self.readonly, self.BINDINGS, event.key):
-            event.stop()
 
     def action_transition(self, event: str) -> None:
         if self.readonly:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from textual import events, on
+from textual import on
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
@@ -19,8 +19,7 @@ from console.client import current_user
 from console.tui.bindings import (
     ENVIRONMENTS_BINDINGS,
     TRANSITION_LABELS,
-    refuse_hidden_key,
-    shown_in_mode,
+    ReadOnlyKeys,
 )
 from console.tui.components.confirm import ConfirmModal
 from console.tui.components.environments_table import EnvironmentsTable
@@ -54,7 +53,7 @@ def describe(result: TransitionResult) -> str:
     return f"{result.environment_id}: {result.event} → {result.state}{run}{failed}"
 
 
-class EnvironmentsView(Screen[None]):
+class EnvironmentsView(ReadOnlyKeys, Screen[None]):
     BINDINGS = ENVIRONMENTS_BINDINGS
 
     def __init__(self, engine: AnyEngine, *, readonly: bool) -> None:
@@ -144,13 +143,6 @@ class EnvironmentsView(Screen[None]):
     def on_engine_events_ended(self, message: EngineEventsEnded) -> None:
         self.notify(f"{message.reason}; the table no longer updates", severity="error",
                     timeout=30)
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return shown_in_mode(self.readonly, action)
-
-    async def on_key(self, event: events.Key) -> None:
-        if await refuse_hidden_key(self, self.readonly, self.BINDINGS, event.key):
-            event.stop()
 
     # -- actions ------------------------------------------------------------------------
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-from textual import events
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import ModalScreen, Screen
 
 from console.tui import long_lived
-from console.tui.bindings import refuse_hidden_key, shown_in_mode
+from console.tui.bindings import ReadOnlyKeys
 from console.tui.components.environments_view import ENGINE_ERRORS
 from console.tui.event_feed import EventFeed
 from console.tui.messages import EngineEvents, EngineEventsEnded
@@ -43,7 +42,7 @@ def show_view(app: App[object], view: type[LiveView] | None) -> None:
             app.push_screen(view(engine, readonly=bool(getattr(app, "readonly", False))))
 
 
-class LiveView(Screen[None]):
+class LiveView(ReadOnlyKeys, Screen[None]):
     """Subclasses give `reload` (read the engine, update the tables in place) and may
     narrow `wants` (which events call for a read) or handle events themselves."""
 
@@ -140,13 +139,6 @@ class LiveView(Screen[None]):
         if self._held:
             self._held = False
             long_lived.release()
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return shown_in_mode(self.readonly, action)
-
-    async def on_key(self, event: events.Key) -> None:
-        if await refuse_hidden_key(self, self.readonly, self.BINDINGS, event.key):
-            event.stop()
 
     # -- talking to the engine ----------------------------------------------------------
 
