@@ -43,6 +43,7 @@ from engine.environment.statemachine import (
 )
 from engine.environment.taskindex import TaskIndex
 from engine.environment.teardown import exit_environment
+from engine.scheduler.local_agent import LocalAgentError
 from engine.scheduler.local_pool import LocalAgentPool
 from engine.store import AsyncStore, RoleTreeRecord, Store, StoreError
 from engine.task.channels import BindMap
@@ -188,11 +189,27 @@ class Transitions:
             return await self._recover(env, user, rows)
         return await self._simple(env, event, user, rows)
 
+    async def _refresh_states(self, env: Environment) -> None:
+        """RECOVER plans from what the executors say now, not from the last answers this
+        engine got: a transition a previous engine sent may have ended after it died, and
+        executors tell a command's outcome only to the engine that sent it."""
+        for agent in {t.agent for t in env.tasks.values() if t.launched and t.controlled}:
+            try:
+                listing = await self._agents.client(agent).list_tasks()
+            except LocalAgentError:
+                continue  # not reachable: the plan deploys its tasks again
+            live = {remote.task_id: remote for remote in listing.tasks}
+            for task in env.tasks.values():
+                remote = live.get(task.task_id)
+                if task.agent == agent and task.controlled and remote is not None and remote.pid:
+                    task.state = TaskState.parse(remote.state)
+
     async def _recover(self, env: Environment, user: str, hook_rows: list[TaskRow]
                        ) -> list[TaskRow]:
         """RECOVER's work (recover_plan.py): every task back in STANDBY, gone ones deployed
         again. A critical task that cannot be brought back keeps the environment in ERROR
         (TransitionFailed with its row)."""
+        await self._refresh_states(env)
         plan = recovery_plan(env.tasks.values())
         rows: list[TaskRow] = []
         if plan.redeploy:
