@@ -97,6 +97,12 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
                         context: grpc.aio.ServicerContext) -> agent_pb2.ListTasksReply:
         return self.tasks.list_tasks()
 
+    async def Heartbeat(self, request: agent_pb2.HeartbeatRequest,
+                        context: grpc.aio.ServicerContext) -> agent_pb2.HeartbeatReply:
+        return agent_pb2.HeartbeatReply(agent_name=self.tasks.name,
+                                        instance=self.tasks.instance,
+                                        last_seq=self.tasks.backlog.last_seq)
+
     async def Events(self, request: agent_pb2.EventsRequest,
                      context: grpc.aio.ServicerContext) -> AsyncIterator[agent_pb2.AgentEvent]:
         backlog = self.tasks.backlog

@@ -3,7 +3,8 @@
 destroy runs the leave_<state> hooks, then DESTROY and after_DESTROY, every call
 waited for at its trigger; their failures are reported and logged, never a reason to
 stop. EXIT is destroy without its STOP and RESET: the DESTROY hooks, then the kill.
-A task its executor no longer knows counts as killed.
+A task its executor no longer knows counts as killed; one behind a cut channel is killed
+when its agent answers again.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import grpc
 from engine.environment.environment import DeployedTask, Environment, TaskRow
 from engine.environment.fanout import TaskChanged
 from engine.scheduler.local_agent import LocalAgentError
-from engine.scheduler.local_pool import LocalAgentPool
+from engine.scheduler.local_pool import LocalAgentPool, unreachable
 from engine.workflow.aggregation import TaskState, TaskStatus
 
 log = logging.getLogger("engine.environment")
@@ -66,6 +67,10 @@ async def kill_all(agents: LocalAgentPool, env: Environment,
             await agents.client(task.agent).kill(task.task_id, KILL_TIMEOUT)
         except LocalAgentError as error:
             if error.code is not grpc.StatusCode.NOT_FOUND:
+                if unreachable(agents, task.agent):  # alive behind a cut channel
+                    agents.kill_when_back(task.agent, task.task_id)
+                    return task.row(before, f"{error}; the task will be killed when the "
+                                            "agent answers again")
                 return task.row(before, str(error))
         task.state = TaskState.DONE
         task.status = TaskStatus.INACTIVE
@@ -73,3 +78,4 @@ async def kill_all(agents: LocalAgentPool, env: Environment,
         return task.row(before)
 
     return list(await asyncio.gather(*(kill(task) for task in env.tasks.values())))
+

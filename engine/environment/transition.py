@@ -44,7 +44,7 @@ from engine.environment.statemachine import (
 from engine.environment.taskindex import TaskIndex
 from engine.environment.teardown import exit_environment
 from engine.scheduler.local_agent import LocalAgentError
-from engine.scheduler.local_pool import LocalAgentPool
+from engine.scheduler.local_pool import LocalAgentPool, unreachable
 from engine.store import AsyncStore, RoleTreeRecord, Store, StoreError
 from engine.task.channels import BindMap
 from engine.task.errors import ChannelError, TaskBuildError
@@ -90,6 +90,8 @@ class Transitions:
         hooks = env.hooks
         assert hooks is not None
         await self._catch_up(env)
+        if event is EnvEvent.RECOVER:
+            await self._refuse_behind_cut(env, user)
         source = env.state
         schedule = hooks.schedule.transition(event, source, destination(event, source))
         rows: list[TaskRow] = []
@@ -188,6 +190,22 @@ class Transitions:
         if event is EnvEvent.RECOVER:
             return await self._recover(env, user, rows)
         return await self._simple(env, event, user, rows)
+
+    async def _refuse_behind_cut(self, env: Environment, user: str) -> None:
+        """RECOVER deploys lost tasks again; one lost behind a cut channel may still run, and
+        would run twice once its agent answers: refused until then (destroy is not)."""
+        rows = [task.row(task.state, f"agent {task.agent} is unreachable: the task may still "
+                                     "run behind the cut channel; RECOVER once the agent "
+                                     "answers again, or destroy the environment")
+                for task in env.tasks.values() if unreachable(self._agents, task.agent)]
+        if rows:
+            agents = ", ".join(sorted({task.agent for task in env.tasks.values()
+                                       if unreachable(self._agents, task.agent)}))
+            result = await self._record_failure(env, EnvEvent.RECOVER, user, rows, False,
+                                                "refused")
+            raise TransitionFailed(f"RECOVER of environment {env.id} refused: agent(s) "
+                                   f"{agents} unreachable; the environment stays {env.state}",
+                                   result)
 
     async def _refresh_states(self, env: Environment) -> None:
         """RECOVER plans from what the executors say now, not from the last answers this

@@ -230,23 +230,28 @@ def parse_agents(document: Any, origin: str) -> tuple[AgentSpec, ...]:
     return agents
 
 
-def load_agents(settings_file: Path) -> tuple[AgentSpec, ...]:
-    """The agents declared in nutshell.yaml (`WorkingDirectory.settings_file`).
-
-    A missing file means the default agents.
-    """
+def read_settings(settings_file: Path) -> Any:
+    """nutshell.yaml parsed (None when there is none); AgentSpecError names the file and
+    line of a document that cannot be read."""
     try:
         text = settings_file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return default_agents()
+        return None
     except OSError as error:
         raise AgentSpecError(f"{settings_file}: cannot be read: {error.strerror}") from None
     try:
-        document = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         line = f", line {mark.line + 1}" if mark is not None else ""
         raise AgentSpecError(f"{settings_file}{line}: not valid YAML: {error.problem}") from None
     except yaml.YAMLError as error:
         raise AgentSpecError(f"{settings_file}: not valid YAML: {error}") from None
-    return parse_agents(document, str(settings_file))
+
+
+def load_agents(settings_file: Path) -> tuple[AgentSpec, ...]:
+    """The agents declared in nutshell.yaml (`WorkingDirectory.settings_file`).
+
+    A missing file means the default agents.
+    """
+    return parse_agents(read_settings(settings_file), str(settings_file))

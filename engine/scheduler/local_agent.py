@@ -116,6 +116,15 @@ class AgentTaskList:
 
 
 @dataclass(frozen=True)
+class AgentBeat:
+    """An executor's answer to a heartbeat: which run of it answered, and its newest event."""
+
+    agent_name: str
+    instance: str
+    last_seq: int
+
+
+@dataclass(frozen=True)
 class RunningAgent:
     """An executor found alive from its info file."""
 
@@ -272,6 +281,16 @@ class LocalAgentClient:
         return AgentTaskList(reply.agent_name, reply.last_seq,
                              tuple(RemoteTask.from_proto(t) for t in reply.tasks),
                              reply.instance)
+
+    async def heartbeat(self, timeout: float) -> AgentBeat:
+        """One heartbeat: the executor answers at once unless the channel is cut (or it is
+        frozen); LocalAgentError (DEADLINE_EXCEEDED, UNAVAILABLE) otherwise."""
+        try:
+            reply = await self._stub.Heartbeat(agent_pb2.HeartbeatRequest(),
+                                               metadata=self._metadata, timeout=timeout)
+        except grpc.aio.AioRpcError as error:
+            raise self._error("Heartbeat", error) from None
+        return AgentBeat(reply.agent_name, reply.instance, reply.last_seq)
 
     async def events(self, after: int = 0, instance: str = "",
                      gone: Callable[[], bool] | None = None

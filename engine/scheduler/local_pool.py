@@ -5,7 +5,8 @@ if it already runs (a previous engine started it) or started otherwise. Their
 events are followed from the moment of connection and handed to one callback.
 Closing the pool leaves the executors running on purpose, so the next engine
 re-adopts them and their tasks; `shutdown` is the explicit stop (tests,
-`nutshell core` on request).
+`nutshell core` on request). Each executor is also beaten (heartbeat.py): one silent
+past the heartbeat timeout is unreachable until it answers again.
 """
 from __future__ import annotations
 
@@ -19,9 +20,13 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from engine.logtail import tail
 from engine.scheduler.agents import AgentSpec, load_agents
+from engine.scheduler.heartbeat import Heartbeat, HeartbeatSettings, load_heartbeat
 from engine.scheduler.local_agent import (
+    AgentBeat,
     AgentTaskList,
     LocalAgentClient,
     LocalAgentError,
@@ -31,6 +36,7 @@ from engine.scheduler.local_agent import (
 from engine.scheduler.offers import Offer, ResourceUse
 from engine.workdir import WorkingDirectory
 from executor.agent_server import process_start
+from executor.reports import MesosTaskState
 
 log = logging.getLogger("engine.scheduler")
 
@@ -38,6 +44,7 @@ EventHandler = Callable[[str, dict[str, Any]], None]  # (agent name, event body)
 LostHandler = Callable[[str, str], None]  # (agent name, why): its executor is gone
 RESUME_DELAY = 0.2  # seconds before following a live executor's events again after a break
 STOP_TIMEOUT = 20.0  # seconds for an executor to take its tasks down after SIGTERM
+ENDED = frozenset(state.name for state in MesosTaskState if state.terminal)
 
 
 _TCP_LISTEN = "0A"
@@ -72,6 +79,11 @@ class LocalAgentPool:
         self._processes: dict[str, LocalAgentProcess] = {}
         self._readers: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
+        self.heartbeat: HeartbeatSettings | None = None  # read from nutshell.yaml at start
+        self._beats: dict[str, Heartbeat] = {}
+        self._beating: dict[str, asyncio.Task[None]] = {}
+        # Tasks destroyed while their agent was unreachable: killed when it answers again.
+        self._owed: dict[str, set[str]] = {}
 
     @property
     def started(self) -> bool:
@@ -87,6 +99,9 @@ class LocalAgentPool:
         async with self._lock:
             specs = self.specs or tuple(
                 await asyncio.to_thread(load_agents, self.workdir.settings_file))
+            if self.heartbeat is None:
+                self.heartbeat = await asyncio.to_thread(load_heartbeat,
+                                                         self.workdir.settings_file)
             missing = [spec for spec in specs if spec.name not in self.clients]
             if not missing:
                 return
@@ -118,24 +133,92 @@ class LocalAgentPool:
                 self._readers.append(asyncio.create_task(
                     self._follow(name, client, listing.last_seq, listing.instance),
                     name=f"events of agent {name}"))
+                self._beat(name, client)
+
+    def _gone(self, name: str) -> bool:
+        """No executor of this agent runs (its info file says who does); blocking, cheap."""
+        return name not in find_running(self.workdir.root)
+
+    def _beat(self, name: str, client: LocalAgentClient) -> None:
+        assert self.heartbeat is not None
+        beat = self._beats[name] = Heartbeat(
+            name, client, self.heartbeat, gone=lambda: self._gone(name),
+            silent=lambda why: self._silent(name, why),
+            back=lambda answer, silence: self._back(name, client, answer, silence))
+        self._beating[name] = asyncio.create_task(beat.run(), name=f"heartbeat of agent {name}")
+
+    def unreachable(self, agent: str) -> bool:
+        beat = self._beats.get(agent)
+        return beat is not None and beat.unreachable_since is not None
+
+    def _silent(self, name: str, why: str) -> None:
+        """The executor stopped answering but its process runs: a cut channel. Its tasks are
+        reported lost; the client stays, so its events resume where they stopped."""
+        if self._on_lost is not None:
+            self._on_lost(name, why)
+
+    async def _back(self, name: str, client: LocalAgentClient, beat: AgentBeat,
+                    silence: float) -> bool:
+        """An unreachable executor answers again: kill what was destroyed meanwhile, then
+        report each of its tasks as it really is (TASK_RUNNING with the OCC state it runs
+        in, or how it ended). False if it cannot be listed yet (the next beat retries)."""
+        try:
+            for task_id in sorted(self._owed.get(name, ())):
+                try:
+                    await client.kill(task_id)
+                except LocalAgentError as error:
+                    if error.code is not grpc.StatusCode.NOT_FOUND:
+                        raise
+                log.warning("agent %s: task %s, destroyed while the agent was unreachable, "
+                            "killed", name, task_id)
+                self._owed[name].discard(task_id)
+            listing = await client.list_tasks()
+        except LocalAgentError as error:
+            log.warning("agent %s answers heartbeats again but not yet the rest: %s", name, error)
+            return False
+        restarted = (" (a new run of its executor: the old one's tasks died with it)"
+                     if beat.instance != self.listings.get(name, listing).instance else "")
+        for task in listing.tasks:
+            if task.status in ENDED:
+                self._report(name, {"_messageType": "StatusUpdate", "taskId": task.task_id,
+                                    "state": task.status,
+                                    "message": f"task ended while agent {name} was unreachable"})
+                continue
+            if task.pid:
+                self._report(name, {"_messageType": "AnnounceTaskPIDEvent",
+                                    "taskId": task.task_id, "pid": task.pid})
+            if task.status == "TASK_RUNNING":
+                self._report(name, {"_messageType": "StatusUpdate", "taskId": task.task_id,
+                                    "state": "TASK_RUNNING", "taskState": task.state,
+                                    "message": f"back in {task.state}: agent {name} answers "
+                                               f"again after {silence:.0f} s{restarted}"})
+        return True
+
+    def _report(self, name: str, body: dict[str, Any]) -> None:
+        try:
+            self._on_event(name, body)
+        except Exception:  # one bad report must not stop the others
+            log.exception("agent %s: handling report %s failed", name, body)
+
+    def kill_when_back(self, agent: str, task_id: str) -> None:
+        """A task that could not be killed because its agent is unreachable: killed as soon
+        as the agent answers again, so nothing destroyed runs on."""
+        self._owed.setdefault(agent, set()).add(task_id)
 
     async def _follow(self, name: str, client: LocalAgentClient, after: int,
                       instance: str) -> None:
         """Hand over the executor's events until the pool closes. A break in the stream
         with the executor still alive is resumed from the last event seen; an executor
         that died is forgotten and reported lost (its tasks died with it, §1.2)."""
-        def gone() -> bool:  # no executor of this agent runs (its info file says who does)
-            return name not in find_running(self.workdir.root)
+        def gone() -> bool:
+            return self._gone(name)
 
         while True:
             why = "its event stream ended"
             try:
                 async for seq, body in client.events(after, instance, gone):
                     after = seq
-                    try:
-                        self._on_event(name, body)
-                    except Exception:  # one bad event must not stop the agent's stream
-                        log.exception("agent %s: handling event %s failed", name, body)
+                    self._report(name, body)
             except LocalAgentError as error:
                 why = str(error)
             if self.clients.get(name) is not client:
@@ -151,11 +234,27 @@ class LocalAgentPool:
         log.error("agent %s lost: %s", name, why)
         self.clients.pop(name, None)
         self.listings.pop(name, None)
+        self._stop_beating(name)
+        self._owed.pop(name, None)  # its tasks died with it
         await client.close()
         if self._on_lost is not None:
             self._on_lost(name, why)
 
+    def _stop_beating(self, name: str) -> None:
+        self._beats.pop(name, None)
+        beating = self._beating.pop(name, None)
+        if beating is not None:
+            beating.cancel()
+
     def client(self, agent: str) -> LocalAgentClient:
+        """The agent's client; LocalAgentError (UNAVAILABLE) at once for an unreachable one,
+        rather than a command waiting out its deadline."""
+        beat = self._beats.get(agent)
+        if beat is not None and beat.unreachable_since is not None:
+            silence = time.monotonic() - beat.unreachable_since
+            raise LocalAgentError(f"agent {agent} is unreachable: its executor has not "
+                                  f"answered a heartbeat for {silence:.0f} s",
+                                  grpc.StatusCode.UNAVAILABLE)
         try:
             return self.clients[agent]
         except KeyError:
@@ -171,7 +270,8 @@ class LocalAgentPool:
         """
         taken = ResourceUse(0.0, 0.0, frozenset(listening_ports()))
         return [spec.offer([*in_use.get(spec.name, ()), taken], executor_ids=(spec.name,))
-                for spec in self.specs if spec.name in self.clients]
+                for spec in self.specs
+                if spec.name in self.clients and not self.unreachable(spec.name)]
 
     async def executors_running(self) -> bool:
         """Whether an executor of the working directory runs (a previous engine's, say)."""
@@ -190,6 +290,8 @@ class LocalAgentPool:
         """Stop following and disconnect; the executors keep running."""
         async with self._lock:
             readers, self._readers = self._readers, []
+            readers += self._beating.values()
+            self._beats, self._beating = {}, {}
             clients, self.clients = self.clients, {}
             self.listings = {}
             for reader in readers:
@@ -217,6 +319,13 @@ class LocalAgentPool:
                 await _gone(agent.pid, STOP_TIMEOUT)
         self._processes = {}
         return sorted(running)
+
+
+def unreachable(agents: object, agent: str) -> bool:
+    """Whether a pool's heartbeat calls `agent` unreachable: its tasks may run on behind a
+    cut channel. Only the local pool beats; Mesos reports its agents' loss itself."""
+    check = getattr(agents, "unreachable", None)
+    return bool(check is not None and check(agent))
 
 
 async def _gone(pid: int, timeout: float) -> None:

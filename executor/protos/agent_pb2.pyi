@@ -123,3 +123,17 @@ class AgentEvent(_message.Message):
     body_json: str
     instance: str
     def __init__(self, seq: _Optional[int] = ..., body_json: _Optional[str] = ..., instance: _Optional[str] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class HeartbeatReply(_message.Message):
+    __slots__ = ("agent_name", "instance", "last_seq")
+    AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    agent_name: str
+    instance: str
+    last_seq: int
+    def __init__(self, agent_name: _Optional[str] = ..., instance: _Optional[str] = ..., last_seq: _Optional[int] = ...) -> None: ...

@@ -64,6 +64,11 @@ class AgentStub:
                 request_serializer=executor_dot_protos_dot_agent__pb2.EventsRequest.SerializeToString,
                 response_deserializer=executor_dot_protos_dot_agent__pb2.AgentEvent.FromString,
                 _registered_method=True)
+        self.Heartbeat = channel.unary_unary(
+                '/nutshell.agent.Agent/Heartbeat',
+                request_serializer=executor_dot_protos_dot_agent__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=executor_dot_protos_dot_agent__pb2.HeartbeatReply.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -114,6 +119,14 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Heartbeat(self, request, context):
+        """Answered at once, whatever the tasks do: the engine's heartbeat on this channel (an
+        executor silent past the heartbeat timeout is unreachable, its tasks' fate unknown).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +159,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Events,
                     request_deserializer=executor_dot_protos_dot_agent__pb2.EventsRequest.FromString,
                     response_serializer=executor_dot_protos_dot_agent__pb2.AgentEvent.SerializeToString,
+            ),
+            'Heartbeat': grpc.unary_unary_rpc_method_handler(
+                    servicer.Heartbeat,
+                    request_deserializer=executor_dot_protos_dot_agent__pb2.HeartbeatRequest.FromString,
+                    response_serializer=executor_dot_protos_dot_agent__pb2.HeartbeatReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +328,33 @@ class Agent:
             '/nutshell.agent.Agent/Events',
             executor_dot_protos_dot_agent__pb2.EventsRequest.SerializeToString,
             executor_dot_protos_dot_agent__pb2.AgentEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Heartbeat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nutshell.agent.Agent/Heartbeat',
+            executor_dot_protos_dot_agent__pb2.HeartbeatRequest.SerializeToString,
+            executor_dot_protos_dot_agent__pb2.HeartbeatReply.FromString,
             options,
             channel_credentials,
             insecure,
