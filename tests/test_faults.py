@@ -8,7 +8,9 @@ occlib dummies, real sqlite. The long, random version is bench/chaos.py.
 
 The workflow has a `steady` dummy on a1 and a critical `victim` on a2. A transition is
 held at its task phase by freezing the victim (SIGSTOP): the executor's command to it
-waits, the steady task has already moved; then the fault strikes.
+waits, the steady task has already moved; then the fault strikes. A creation is held at
+DEPLOY by a victim that sleeps before serving, at CONFIGURE or at destroy by a hook task
+that waits for a file.
 """
 from __future__ import annotations
 
@@ -23,9 +25,10 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -37,13 +40,15 @@ from engine.store.database import StoreError
 from tests.conftest import ROOT, make_template_repo
 from tests.test_environment_e2e import settings, until_idle
 
-# The occlib dummy with its crash switch as a variable; `immune` roles never crash.
+# The occlib dummy with its crash switch and its start-up delay as variables; `immune` roles
+# never crash nor wait.
 DUMMY = f"""\
 name: dummy
 control:
   mode: direct
 defaults:
   crash_on: ""
+  startup_delay: ""
   immune: "false"
 wants:
   cpu: 0.01
@@ -54,10 +59,30 @@ command:
   arguments:
     - "--o2-role {{{{ task_parent_role }}}}"
     - "{{{{ crash_on == '' || immune == 'true' ? '' : '--crash-on ' + crash_on }}}}"
+    - "{{{{ startup_delay == '' || immune == 'true' ? '' : '--startup-delay ' + startup_delay }}}}"
+"""
+
+# A hook task that holds its trigger until `hold_file` exists (`<hold_file>.began` says it
+# has begun): a transition held at a hook, not at a task.
+HOLD = """\
+name: hold
+control:
+  mode: basic
+defaults:
+  hold_file: ""
+wants:
+  cpu: 0.01
+  memory: 8
+command:
+  shell: true
+  value: >-
+    touch {{ hold_file }}.began; while [ ! -e {{ hold_file }} ]; do sleep 0.05; done
 """
 
 WORKFLOW = """\
 name: faults
+defaults:
+  hold_at: ""
 roles:
   - name: steady
     constraints:
@@ -73,6 +98,24 @@ roles:
         value: a2
     task:
       load: dummy
+  - name: hold-configure
+    enabled: "{{ hold_at == 'CONFIGURE' }}"
+    constraints:
+      - attribute: machine_id
+        value: a1
+    task:
+      load: hold
+      trigger: before_CONFIGURE
+      timeout: 60s
+  - name: hold-destroy
+    enabled: "{{ hold_at == 'DESTROY' }}"
+    constraints:
+      - attribute: machine_id
+        value: a1
+    task:
+      load: hold
+      trigger: DESTROY
+      timeout: 60s
 """
 
 # Per transition under test: the transitions that bring a new environment to its source
@@ -104,7 +147,8 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     workdir = WorkingDirectory(tmp_path / "home").ensure()
     workdir.settings_file.write_text(settings(20 * random.randrange(38)))
     repo = make_template_repo(tmp_path / "templates", {
-        "workflows/faults.yaml": WORKFLOW, "tasks/dummy.yaml": DUMMY}, corpus=False)
+        "workflows/faults.yaml": WORKFLOW, "tasks/dummy.yaml": DUMMY,
+        "tasks/hold.yaml": HOLD}, corpus=False)
     try:
         yield Setup(workdir, repo)
     finally:
@@ -311,9 +355,9 @@ async def test_a_task_dying_after_its_answer_within_a_transition_errors_the_envi
 
 async def test_an_executor_paused_within_the_deadline_delays_the_transition_only(
         engine: tuple[Engine, str], setup: Setup) -> None:
-    """SIGSTOP then SIGCONT of the executor (a cut channel that comes back): the engine
-    has no heartbeat of its own; the command's deadline (its timeout + a margin) is the
-    bound, and within it the transition completes as if nothing happened."""
+    """SIGSTOP then SIGCONT of the executor, shorter than the heartbeat timeout (15 s): the
+    command's deadline (its timeout + a margin) is the bound, and within it the transition
+    completes as if nothing happened. A channel cut past the heartbeat: test_heartbeat.py."""
     engine_, reference = engine
     info = await engine_.create_environment(reference)
     executor = find_running(setup.workdir.root)["a2"].pid
@@ -553,3 +597,209 @@ async def test_a_call_cut_by_the_close_of_its_channel_fails_instead_of_cancellin
     assert "agent a2" in str(outcome) and "the channel closed during the call" in str(outcome)
     await engine_.shutdown_agents()
     await engine_.destroy_environment(info.id, force=True)
+
+
+# ------------------------------------------------------------------ the engine dies mid-creation
+
+# Releases an environment (destroy with keep_tasks: its tasks run on, unlocked) and prints
+# their pids, then creates `argv[3]` with the variables `argv[4]`, held until killed; or,
+# with `destroy` / `destroy-force` as `argv[5]`, creates it, prints its tasks and destroys it
+# at the word, held until killed.
+HOST_CUT = textwrap.dedent("""
+    import asyncio, json, sys
+    from pathlib import Path
+    from engine import Engine, WorkingDirectory
+
+    async def main():
+        home, repo, environment_id, variables, action = sys.argv[1:6]
+        engine = Engine(WorkingDirectory(Path(home)))
+        added = await engine.add_repo(repo, "master")
+        reference = f"{added.repo}/workflows/faults@master"
+        create = lambda: engine.create_environment(reference, json.loads(variables),
+                                                   user="alice", environment_id=environment_id)
+        if action == "create":
+            released = await engine.create_environment(reference, user="bob")
+            await engine.destroy_environment(released.id, keep_tasks=True)
+            print(json.dumps([t.pid for t in released.tasks]), flush=True)
+            await create()  # held: killed during it
+            return
+        info = await create()
+        print(json.dumps({t.role_path: t.pid for t in info.tasks if t.pid}), flush=True)
+        sys.stdin.readline()
+        await engine.destroy_environment(environment_id, force=action == "destroy-force")
+
+    asyncio.run(main())
+""")
+
+
+def executor_children(workdir: WorkingDirectory) -> set[int]:
+    """Every process the working directory's executors run (tasks and what they started)."""
+    pids: set[int] = set()
+    for running in find_running(workdir.root).values():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            pids |= {p.pid for p in psutil.Process(running.pid).children(recursive=True)}
+    return pids
+
+
+def dummies(pids: set[int]) -> set[int]:
+    """The occlib dummies among `pids`."""
+    found = set()
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "occlib.examples.dummy" in " ".join(psutil.Process(pid).cmdline()):
+                found.add(pid)
+    return found
+
+
+@contextlib.contextmanager
+def hosting(setup: Setup, environment_id: str, variables: dict[str, str], action: str
+            ) -> Iterator[subprocess.Popen[str]]:
+    """The HOST_CUT engine process; killed (SIGKILL) on the way out if it still runs."""
+    host = subprocess.Popen([sys.executable, "-c", HOST_CUT, str(setup.workdir.root),
+                             str(setup.repo), environment_id, json.dumps(variables), action],
+                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(HOST_TIMEOUT, host.kill)
+    watchdog.start()
+    try:
+        yield host
+    finally:
+        watchdog.cancel()
+        if host.poll() is None:
+            host.kill()
+        host.wait(timeout=10)
+        for stream in (host.stdin, host.stdout):
+            if stream is not None:
+                stream.close()
+
+
+async def first_line(host: subprocess.Popen[str]) -> Any:
+    assert host.stdout is not None
+    line = await asyncio.to_thread(host.stdout.readline)
+    assert line, f"the host exited with {host.wait(timeout=10)}"
+    return json.loads(line)
+
+
+async def until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, f"never {what}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("phase", ["DEPLOY", "CONFIGURE"])
+async def test_an_engine_killed_in_a_creation_has_its_tasks_killed_by_the_next(
+        setup: Setup, tmp_path: Path, caplog: pytest.LogCaptureFixture, phase: str) -> None:
+    """The engine is SIGKILLed while it creates an environment: at DEPLOY (the victim is
+    launched but sleeps before serving: the store has no task of it yet) or at CONFIGURE
+    (held by a before_CONFIGURE hook task). The user never got the environment, so the next
+    engine does not rebuild it: it kills every task launched for it, forgets it and says
+    so; the tasks an earlier destroy released (keep_tasks) run on until a cleanup."""
+    environment_id = f"cut{phase.lower()}"
+    hold = tmp_path / "hold"
+    variables = ({"startup_delay": "30"} if phase == "DEPLOY"
+                 else {"hold_at": "CONFIGURE", "hold_file": str(hold)})
+    with hosting(setup, environment_id, variables, "create") as host:
+        released = set(await first_line(host))
+        if phase == "DEPLOY":  # both dummies of the creation launched, one still asleep
+            await until(lambda: len(dummies(executor_children(setup.workdir)) - released) == 2,
+                        "launched the creation's tasks")
+        else:
+            await until(Path(f"{hold}.began").exists, "began the before_CONFIGURE hook")
+        launched = executor_children(setup.workdir) - released
+        host.kill()
+        assert host.wait(timeout=10) == -signal.SIGKILL
+    caplog.set_level("WARNING", logger="engine.environment")
+    async with Engine(setup.workdir) as engine:
+        try:
+            events = await engine.subscribe()  # first: what the recovery reports
+            assert await engine.list_environments() == []
+            assert all(gone(pid) for pid in launched), launched
+            assert not any(gone(pid) for pid in released)
+            assert engine._manager is not None and engine._manager.recovery is not None
+            [undone] = engine._manager.recovery.creations
+            killed = 2 if phase == "DEPLOY" else 3  # with the hook task
+            assert undone.message == (
+                f"creation of environment {environment_id} (workflow "
+                f"{undone.workflow}, by alice) was cut short when its engine stopped: "
+                f"{killed} task(s) killed")
+            assert undone.workflow == f"{setup.repo}/workflows/faults@master"
+            assert undone.message in caplog.text
+            told = []
+            while (event := await events.get(timeout=5)) is not None:
+                if event.environment_id == environment_id:
+                    told.append((event.state, event.message))
+                    break
+            events.close()
+            assert told == [("DONE", undone.message)]
+            with Store.open(setup.workdir) as store:
+                assert store.environments.find(environment_id) is None
+                assert store.tasks.by_environment(environment_id) == []
+            unlocked = await engine.list_tasks()
+            assert {t.pid for t in unlocked} == released and not any(t.locked for t in unlocked)
+            info = await engine.create_environment(undone.workflow)  # the same reference
+            started = await engine.control_environment(info.id, "START")
+            assert started.ok and started.run_number == 1
+            assert (await engine.destroy_environment(info.id)).state == "DONE"
+            killed_tasks, running = await engine.cleanup_tasks()
+            assert {t.pid for t in killed_tasks} == released and running == []
+            assert all(gone(pid) for pid in released)
+        finally:
+            await engine.shutdown_agents()
+
+
+
+# ------------------------------------------------------------------ the engine dies mid-destroy
+
+
+@pytest.mark.parametrize("held", ["hooks", "kills"])
+async def test_an_engine_killed_in_a_destroy_leaves_an_environment_a_destroy_completes(
+        setup: Setup, tmp_path: Path, held: str) -> None:
+    """The engine is SIGKILLed while it destroys an environment: at its teardown hooks (a
+    DESTROY hook task waits; every task is alive) or while it kills the tasks (a forced
+    destroy: the steady task is gone, the frozen victim's kill waits on it). The next
+    engine lists the environment, the tasks found dead as rows of its last result and the
+    live ones re-adopted; a destroy then completes and leaves no process."""
+    environment_id = f"cut{held}"
+    hold = tmp_path / "hold"
+    variables = {"hold_at": "DESTROY", "hold_file": str(hold)} if held == "hooks" else {}
+    victim = 0
+    with hosting(setup, environment_id, variables, "destroy" if held == "hooks"
+                 else "destroy-force") as host:
+        try:
+            pids: dict[str, int] = await first_line(host)
+            victim, steady = pids["faults.victim"], pids["faults.steady"]
+            assert host.stdin is not None
+            if held == "kills":
+                os.kill(victim, signal.SIGSTOP)  # its walk to DONE waits
+            host.stdin.write("go\n")
+            host.stdin.flush()
+            if held == "hooks":
+                await until(Path(f"{hold}.began").exists, "began the DESTROY hook")
+            else:
+                await until(lambda: gone(steady), "killed the steady task")
+            launched = executor_children(setup.workdir) | {steady, victim}
+            host.kill()
+            assert host.wait(timeout=10) == -signal.SIGKILL
+        finally:
+            if victim:
+                resume(victim)
+    hold.touch()  # a DESTROY hook run again goes through
+    async with Engine(setup.workdir) as engine:
+        try:
+            [info] = await engine.list_environments()  # not lost
+            assert info.id == environment_id
+            found_dead = {row.role_path for row in info.last_result if row.failed}
+            if held == "hooks":  # the RESET before the hooks was recorded; all alive
+                assert info.state == "DEPLOYED" and found_dead == set()
+                assert {t.pid for t in info.tasks if t.role_path in pids} == {steady, victim}
+            else:
+                assert "faults.steady" in found_dead
+                [row] = [r for r in info.last_result if r.role_path == "faults.steady"]
+                assert "no engine ran" in row.reason  # the victim: alive or not, as it went
+            await until_idle(engine, environment_id)  # a GO_ERROR the recovery started
+            assert (await engine.destroy_environment(environment_id)).state == "DONE"
+            assert await engine.list_environments() == []
+            assert await engine.list_tasks() == []
+            assert all(gone(pid) for pid in launched), launched
+        finally:
+            await engine.shutdown_agents()

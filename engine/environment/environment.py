@@ -259,6 +259,7 @@ class Environment:
     detectors: tuple[str, ...] = ()  # held exclusively while the environment lives (§11)
     auto_stop: asyncio.TimerHandle | None = None  # the auto-stop timer of the current run (§1.2)
     emulate: bool = False  # created with --emulate: kept so a restarted engine does the same
+    creating: bool = False  # stored while create() runs: a next engine undoes a creation cut short
     # Told when a transition begins (True) and ends (False); the manager publishes both, so
     # every front-end sees the transition under way, whoever started it.
     on_busy: Callable[[Environment, Busy, bool], None] | None = None
@@ -307,7 +308,7 @@ class Environment:
             last_transition_result=[row.to_dict() for row in
                                     (self.last_result.rows if self.last_result else ())],
             emulate=self.emulate, last_run_number=self.last_run_number,
-            runs_started=self.starts, detectors=list(self.detectors))
+            runs_started=self.starts, detectors=list(self.detectors), creating=self.creating)
 
     def task_saves(self) -> tuple[list[TaskRecord], list[TaskChange]]:
         """What the store needs of the tasks: the full record of each task not stored yet

@@ -5,7 +5,9 @@ AliECS's core/environment manager, reference §1.1.2–§1.1.4, with our promise
 changes nothing; a second transition while one runs is refused at once with who
 and since when; every transition leaves a table, a row per task; a failed
 creation leaves nothing deployed. Each transition's outcome (environment and
-task records) is committed to the store before it is acknowledged.
+task records) is committed to the store before it is acknowledged. An environment is
+stored before its creation launches anything, marked until CONFIGURE ends, so a creation
+the engine's death cut short is undone by the next engine (recover).
 
 Hooks (hook tasks and call roles, hooks.py) run at their triggers in the order
 statemachine.transition_steps gives, the run number allocated between the
@@ -37,6 +39,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import grpc
+
 from engine.emulation import emulate_workflow
 from engine.environment.agentevents import apply_report, reported_task
 from engine.environment.automatic import Automatic
@@ -63,9 +67,11 @@ from engine.environment.fanout import run_task_hook
 from engine.environment.hooks import EnvironmentHooks
 from engine.environment.outcome import critical
 from engine.environment.recovery import (
+    CreationCutShort,
     Recovery,
     RecoveryError,
     StoredEnvironment,
+    creation_tasks,
     cut_short,
     load_stored,
     pinned_reference,
@@ -84,7 +90,7 @@ from engine.environment.statemachine import (
     TransitionRefused,
 )
 from engine.environment.taskindex import TaskIndex
-from engine.environment.teardown import kill_all, teardown_hooks
+from engine.environment.teardown import KILL_TIMEOUT, kill_all, teardown_hooks
 from engine.environment.transition import Transitions, persist
 from engine.integration import (
     CallEvent,
@@ -94,6 +100,7 @@ from engine.integration import (
     plugins_from_configuration,
 )
 from engine.scheduler.agents import AgentSpec, load_agents
+from engine.scheduler.local_agent import LocalAgentError
 from engine.scheduler.local_pool import LocalAgentPool
 from engine.scheduler.mesos.backend import BackendChoice, build_pool
 from engine.scheduler.offers import Placement
@@ -200,14 +207,19 @@ class EnvironmentManager:
                           aggregator=Aggregator.from_workflow(workflow), emulate=emulate)
         self._attach_hooks(env, loader, plugins)
         env.detectors = detectors
-        if detectors:  # the locks go with the record: DetectorInUseError, nothing deployed
-            await persist(self.store, env)
+        # Saved, marked as being created, before anything is launched: an engine killed
+        # from here on leaves a record the next one undoes (recover). The detector locks
+        # go with it: DetectorInUseError, nothing deployed.
+        env.creating = True
+        await persist(self.store, env)
         self._environments[env.id] = env
         self._publish_env(env, user, "created")
         env.begin("CREATE", user)
         try:
             await self.transitions.run(env, EnvEvent.DEPLOY, user, creating=True)
             await self.transitions.run(env, EnvEvent.CONFIGURE, user, creating=True)
+            env.creating = False
+            await persist(self.store, env)
         except BaseException:
             await self._forget(env, user)
             raise
@@ -402,12 +414,15 @@ class EnvironmentManager:
         A task that died while no engine ran is reported: a row in its environment's last
         result and a task event; a critical one puts a CONFIGURED or RUNNING environment in
         ERROR through the GO_ERROR path (§1.2). An environment that cannot be rebuilt stays
-        in the store untouched and is named in `failures`.
+        in the store untouched and is named in `failures`. One whose creation was cut short
+        (still marked as being created) is not rebuilt but undone (_undo_creation).
         """
         stored = await asyncio.to_thread(load_stored, self.store.store)
         if not stored:
             self.recovery = Recovery()
             return self.recovery
+        unfinished = [entry for entry in stored if entry.record.creating]
+        stored = [entry for entry in stored if not entry.record.creating]
         loader = await asyncio.to_thread(self._loader)
         specs = {spec.name: spec
                  for spec in await asyncio.to_thread(load_agents, self.workdir.settings_file)}
@@ -453,10 +468,47 @@ class EnvironmentManager:
                                        f"re-adopted, {dead} died while no engine ran"
                                        + (f", {len(mismatched)} left mid-transition"
                                           if mismatched else ""))
+        launched = [(entry, creation_tasks(entry.record.id, listings)) for entry in unfinished]
+        creations = [await self._undo_creation(entry, tasks) for entry, tasks in launched]
         for env in rebuilt:
             await persist(self.store, env)
-        self.recovery = Recovery(tuple(env.id for env in rebuilt), tuple(lost), tuple(failures))
+        self.recovery = Recovery(tuple(env.id for env in rebuilt), tuple(lost), tuple(failures),
+                                 tuple(creations))
         return self.recovery
+
+    async def _undo_creation(self, entry: StoredEnvironment,
+                             launched: list[tuple[str, str]]) -> CreationCutShort:
+        """A creation whose engine died before it ended: its user never got the environment,
+        so every task the executors hold for it, `launched` as (agent, task id), is killed
+        and its record deleted, its detector locks with it. Tasks of environments the store
+        does not know (released by destroy with keep_tasks) are not touched. If a task
+        cannot be killed the record stays, still marked, for the next engine to undo."""
+        record = entry.record
+
+        async def kill(agent: str, task_id: str) -> str:
+            try:
+                await self.agents.client(agent).kill(task_id, KILL_TIMEOUT)
+            except LocalAgentError as error:
+                if error.code is not grpc.StatusCode.NOT_FOUND:  # else: gone already
+                    return f"task {task_id} on agent {agent}: {error}"
+            return ""
+
+        failed = tuple(f for f in await asyncio.gather(*(kill(*t) for t in launched)) if f)
+        stored_tasks = [task.task_id for task in entry.tasks]
+
+        def delete(store: Store) -> None:
+            store.tasks.delete(stored_tasks)
+            store.environments.delete(record.id)
+
+        if not failed:
+            await self.store.transaction(delete)
+        undone = CreationCutShort(record.id, record.workflow, record.created_by,
+                                  len(launched) - len(failed), failed)
+        log.warning("recovery: %s", undone.message)
+        self.events.publish(EnvironmentEvent(
+            EventKind.ENVIRONMENT, record.id, record.state if failed else EnvState.DONE.value,
+            user=CORE_USER, message=undone.message))
+        return undone
 
     async def _rebuild(self, entry: StoredEnvironment, loader: WorkflowLoader,
                        specs: Mapping[str, AgentSpec]) -> Environment:

@@ -9,6 +9,12 @@ The executors' task listings then say what is still alive: a live task takes the
 state its executor reports; one the executor no longer runs, or whose process ended,
 died while no engine ran and is reported (a table row, an event), never dropped.
 
+An environment is saved before its creation launches anything, marked as being created
+until CONFIGURE ends. A record still so marked is a creation cut short by the engine's
+death: its user never got the environment, so it is not rebuilt; the next engine kills
+every task the executors hold under its id and deletes it (CreationCutShort). Tasks of
+ids the store does not know, released by destroy with keep_tasks, run on.
+
 The manager's `# --- recovery` section drives this; these functions only build and
 compare, so they are testable without agents.
 """
@@ -57,12 +63,44 @@ class StoredEnvironment:
 
 
 @dataclass(frozen=True)
+class CreationCutShort:
+    """An environment whose creation a dying engine left unfinished: its user never got it,
+    so the next engine kills its tasks and forgets it instead of rebuilding it."""
+
+    environment_id: str
+    workflow: str
+    user: str
+    killed: int  # its tasks the executors still ran, killed
+    failed: tuple[str, ...] = ()  # kills that failed: agent, task and why
+
+    @property
+    def message(self) -> str:
+        text = (f"creation of environment {self.environment_id} (workflow {self.workflow}, by "
+                f"{self.user or 'an unnamed user'}) was cut short when its engine stopped: "
+                f"{self.killed} task(s) killed")
+        if self.failed:
+            text += (f"; {len(self.failed)} could not be: {'; '.join(self.failed)}; its record "
+                     "stays in the store for the next engine to undo")
+        return text
+
+
+@dataclass(frozen=True)
 class Recovery:
     """What an engine found when it started hosting."""
 
     environments: tuple[str, ...] = ()  # rebuilt, with their live tasks re-adopted
     lost: tuple[TaskRow, ...] = ()  # tasks that died while no engine ran
     failures: tuple[str, ...] = ()  # environments left in the store: why each could not be rebuilt
+    creations: tuple[CreationCutShort, ...] = ()  # creations cut short, undone
+
+
+def creation_tasks(environment_id: str, listings: Mapping[str, AgentTaskList]
+                   ) -> list[tuple[str, str]]:
+    """(agent, task id) of every task the executors hold for `environment_id`: what a
+    creation cut short launched, stored or not (its tasks are stored once DEPLOY ends)."""
+    return [(agent, remote.task_id)
+            for agent, listing in sorted(listings.items())
+            for remote in listing.tasks if remote.environment_id == environment_id]
 
 
 def load_stored(store: Store) -> list[StoredEnvironment]:

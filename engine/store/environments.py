@@ -40,7 +40,7 @@ class EnvironmentNotFoundError(StoreError):
 
 _COLUMNS = ("id, workflow, repo, revision, commit_hash, user_vars, state, current_run_number, "
             "created, created_by, last_transition, last_transition_result, detectors, emulate, "
-            "last_run_number, runs_started")
+            "last_run_number, runs_started, creating")
 
 
 class EnvironmentStore:
@@ -58,7 +58,7 @@ class EnvironmentStore:
             # the role tree and locks that reference it.
             db.execute(
                 f"INSERT INTO environments ({_COLUMNS}) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(id) DO UPDATE SET workflow = excluded.workflow, "
                 "repo = excluded.repo, revision = excluded.revision, "
                 "commit_hash = excluded.commit_hash, user_vars = excluded.user_vars, "
@@ -68,12 +68,13 @@ class EnvironmentStore:
                 "last_transition_result = excluded.last_transition_result, "
                 "detectors = excluded.detectors, emulate = excluded.emulate, "
                 "last_run_number = excluded.last_run_number, "
-                "runs_started = excluded.runs_started",
+                "runs_started = excluded.runs_started, creating = excluded.creating",
                 (record.id, record.workflow, record.repo, record.revision, record.commit,
                  to_json(record.user_vars), record.state, record.current_run_number,
                  format_time(record.created), record.created_by, record.last_transition,
                  to_json(record.last_transition_result), to_json(list(record.detectors)),
-                 int(record.emulate), record.last_run_number, record.runs_started))
+                 int(record.emulate), record.last_run_number, record.runs_started,
+                 int(record.creating)))
             db.execute("DELETE FROM detector_locks WHERE environment_id = ?", (record.id,))
             db.executemany("INSERT INTO detector_locks (detector, environment_id) VALUES (?, ?)",
                            [(detector, record.id) for detector in detectors])
@@ -124,7 +125,8 @@ class EnvironmentStore:
             created=parse_time(row["created"], f"{where}, created"),
             last_transition=row["last_transition"], last_transition_result=result,
             detectors=[str(d) for d in detectors], emulate=bool(row["emulate"]),
-            last_run_number=int(row["last_run_number"]), runs_started=int(row["runs_started"]))
+            last_run_number=int(row["last_run_number"]), runs_started=int(row["runs_started"]),
+            creating=bool(row["creating"]))
 
     # --- detector locks ----------------------------------------------------------------------
 

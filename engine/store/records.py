@@ -39,6 +39,7 @@ class EnvironmentRecord:
     emulate: bool = False           # created with --emulate (unloaded plugins answer no-ops)
     last_run_number: int = 0
     runs_started: int = 0           # completed STARTs: the `cleanup` argument of the next one
+    creating: bool = False          # its creation (DEPLOY, CONFIGURE) is under way
 
 
 @dataclass

@@ -82,4 +82,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE environments ADD COLUMN last_run_number INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE environments ADD COLUMN runs_started INTEGER NOT NULL DEFAULT 0",
     ),
+    # 3: an environment is saved before its creation launches anything, marked until it ends
+    (
+        "ALTER TABLE environments ADD COLUMN creating INTEGER NOT NULL DEFAULT 0",
+    ),
 )
