@@ -10,6 +10,8 @@ host re-adopts them.
 Access: nutshell.yaml's `security:` section (engine.api.security) turns on TLS, mutual
 TLS and bearer tokens. Without it the core checks nobody, so it listens on a loopback
 address only (saying so once on stderr), unless `--insecure` says the network is trusted.
+SIGHUP reads the section again (CoreServer.reload_security): users, tokens, roles and
+certificates change without a restart, and stderr says what came of it.
 """
 from __future__ import annotations
 
@@ -57,6 +59,19 @@ def run(options: argparse.Namespace) -> int:
                              mesos=options.mesos, insecure=options.insecure))
 
 
+async def reload_security(server: CoreServer) -> None:
+    """SIGHUP: the security settings read again; one line on stderr says what came of it."""
+    try:
+        reload = await server.reload_security()
+    except Exception:  # a signal's task: nobody else would hear of it
+        log.exception("reloading the security settings failed; those in force are kept")
+        return
+    if reload.applied:
+        print(f"nutshell core: {reload.message}", file=sys.stderr, flush=True)
+    else:
+        log.error("%s", reload.message)
+
+
 def access_notice(listen: str, security: SecuritySettings | None, insecure: bool) -> str:
     """The one line `nutshell core` prints on stderr about access ("" for none); ValueError
     when it must not listen there as configured."""
@@ -94,6 +109,13 @@ async def serve(workdir: WorkingDirectory, listen: str, *, mesos: str = "",
         loop.add_signal_handler(signum, stop.set)
     engine = Engine(workdir, demo=True, mesos=mesos)
     server = CoreServer(engine, security=security)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_hangup() -> None:
+        task = loop.create_task(reload_security(server))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     try:
         try:
             address = await server.start(listen)
@@ -113,9 +135,11 @@ async def serve(workdir: WorkingDirectory, listen: str, *, mesos: str = "",
             print(notice, file=sys.stderr, flush=True)
         await stop.wait()
         log.info("stopping: a signal came")
+        loop.remove_signal_handler(signal.SIGHUP)
+        await asyncio.gather(*reloads)  # their audit lines, before the log closes
         await server.stop(STOP_GRACE)
         return 0
     finally:
         await engine.close()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import grpc
 import pytest
@@ -48,8 +49,15 @@ from engine.api.auth import METHOD_ACCESS, UNLISTED
 from engine.api.protos import nutshell_pb2 as ext
 from engine.api.protos import o2control_pb2 as o2
 from engine.api.protos import o2control_pb2_grpc as o2_grpc
-from engine.api.security import token_hash
-from engine.audit import AUDIT_FILE, read_audit
+from engine.api.security import (
+    Role,
+    SecuritySettings,
+    TlsSettings,
+    User,
+    restart_needed,
+    token_hash,
+)
+from engine.audit import AUDIT_FILE, AuditRecord, AuditRotation, read_audit, rotated_files
 from engine.environment.events import EventKind
 from engine.scheduler.local_agent import find_running
 from tests.conftest import free_port, make_template_repo
@@ -179,19 +187,21 @@ def nutshell(workdir: WorkingDirectory, *argv: str, token: str = "",
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def start_core(workdir: WorkingDirectory, address: str, *options: str
-               ) -> subprocess.Popen[str]:
-    """A `nutshell core` process serving `workdir` on `address`."""
+def start_core(workdir: WorkingDirectory, address: str, *options: str,
+               errors: IO[str] | None = None) -> subprocess.Popen[str]:
+    """A `nutshell core` process serving `workdir` on `address`; its stderr goes to
+    `errors` (a file the test reads while it runs), else to a pipe stop_core reads."""
     process = subprocess.Popen([sys.executable, "-m", "console.cli", "core", "--listen", address,
                                 *options],
                                env={**os.environ, "NUTSHELL_HOME": str(workdir.root)},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE if errors is None else errors, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
     if "serving" not in line:
         process.kill()
-        _, errors = process.communicate(timeout=10)
-        raise AssertionError(f"nutshell core did not start: {line!r} {errors}")
+        _, said = process.communicate(timeout=10)
+        raise AssertionError(f"nutshell core did not start: {line!r} {said}")
     return process
 
 
@@ -439,6 +449,168 @@ async def test_mutual_tls_refuses_a_client_without_a_trusted_certificate(
         assert not isinstance(caught.value, AccessDenied)
 
 
+# --- reloading users and certificates on SIGHUP --------------------------------------------
+
+def reloadable_settings(agents: str, users: dict[str, tuple[str, str]], *, cert: str = "core",
+                        tls: bool = True, security: bool = True) -> str:
+    """nutshell.yaml with `users` (name → role, token), served with tls/`cert`.crt; a small
+    audit.log limit, so the core rotates it."""
+    lines = [agents, "client:\n  ca: tls/ca.crt\n"]
+    if security:
+        lines.append("security:\n  audit: {max_bytes: 1500, keep: 50}\n")
+        if tls:
+            lines.append(f"  tls: {{cert: tls/{cert}.crt, key: tls/{cert}.key}}\n")
+        lines.append("  users:\n" + "".join(
+            f"    {name}: {{role: {role}, token_sha256: {token_hash(token)}}}\n"
+            for name, (role, token) in users.items()))
+    return "".join(lines)
+
+
+@dataclass
+class Reloadable:
+    workdir: WorkingDirectory
+    address: str
+    pki: Pki
+    process: subprocess.Popen[str]
+    agents: str  # nutshell.yaml's agents section, kept by every rewrite
+    errors: Path  # the core's stderr
+
+    def rewrite(self, users: dict[str, tuple[str, str]], *, cert: str = "core",
+                tls: bool = True, security: bool = True) -> None:
+        self.workdir.settings_file.write_text(reloadable_settings(
+            self.agents, users, cert=cert, tls=tls, security=security))
+
+    async def reload(self) -> AuditRecord:
+        """SIGHUP, then the audit line of the reload it caused, once written."""
+        sent = dt.datetime.now(dt.UTC)
+        self.process.send_signal(signal.SIGHUP)
+        while True:
+            lines = [record for record in read_audit(self.workdir.root / AUDIT_FILE)
+                     if record.method == "reload"
+                     and dt.datetime.fromisoformat(record.time) >= sent]
+            if lines:
+                return lines[0]
+            assert self.process.poll() is None, self.errors.read_text()
+            await asyncio.sleep(0.05)
+
+
+FIRST_USERS = {name: (ROLES[name], token) for name, token in TOKENS.items()}
+
+
+@pytest.fixture(scope="module")
+def reloadable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reloadable]:
+    """A core over TLS whose nutshell.yaml the tests rewrite and reload."""
+    root = tmp_path_factory.mktemp("reload")
+    workdir = WorkingDirectory(root / "home").ensure()
+    pki = make_pki(workdir.root / "tls")
+    errors, agents, address = root / "core.stderr", agents_settings(2), f"127.0.0.1:{free_port()}"
+    workdir.settings_file.write_text(reloadable_settings(agents, FIRST_USERS))
+    with errors.open("w") as sink:
+        process = start_core(workdir, address, errors=sink)
+    core = Reloadable(workdir, address, pki, process, agents, errors)
+    try:
+        yield core
+    finally:
+        stop_core(core.process)
+        stop_agents(workdir)
+
+
+async def code_of(address: str, pki: Pki, token: str) -> grpc.StatusCode:
+    """The status of a read (GetEnvironments) with `token`, over a connection of its own."""
+    credentials = grpc.ssl_channel_credentials(root_certificates=pki.ca)
+    async with grpc.aio.secure_channel(address, credentials) as channel:
+        try:
+            await o2_grpc.ControlStub(channel).GetEnvironments(
+                o2.GetEnvironmentsRequest(), metadata=(("authorization", f"Bearer {token}"),))
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+    return grpc.StatusCode.OK
+
+
+async def test_sighup_reloads_users_for_the_next_call_and_keeps_them_when_the_file_is_bad(
+        reloadable: Reloadable) -> None:
+    core, nina = reloadable, "new-operator-token-0123456789abcdef"
+    settings = core.workdir.settings_file
+    core.rewrite(FIRST_USERS)
+    assert (await core.reload()).outcome == "OK"
+    async with RemoteEngine(core.address, as_user(core.pki, token=TOKENS["otto"])) as otto:
+        with pytest.raises(UnknownEnvironmentError):  # an operator: allowed, the engine answers
+            await otto.control_environment("nope", EnvEvent.START_ACTIVITY)
+        assert await code_of(core.address, core.pki, TOKENS["olga"]) is grpc.StatusCode.OK
+        # olga removed, otto demoted, nina new
+        core.rewrite({"ada": FIRST_USERS["ada"], "otto": ("observer", TOKENS["otto"]),
+                      "nina": ("operator", nina)})
+        record = await core.reload()
+        assert (record.user, record.method, record.outcome) == ("core", "reload", "OK")
+        assert record.target == {"file": str(settings)}
+        assert "users ada (admin), otto (observer), nina (operator)" in record.detail
+        assert await code_of(core.address, core.pki, TOKENS["olga"]) is \
+            grpc.StatusCode.UNAUTHENTICATED
+        await refused(otto.control_environment("nope", EnvEvent.START_ACTIVITY),
+                      "ControlEnvironment", "operator")  # on the connection it had
+        assert await otto.list_environments() == []
+        async with RemoteEngine(core.address, as_user(core.pki, token=nina)) as new:
+            with pytest.raises(UnknownEnvironmentError):
+                await new.control_environment("nope", EnvEvent.START_ACTIVITY)
+            core.rewrite({"nina": ("boss", nina)})
+            record = await core.reload()
+            assert record.outcome == "INVALID_ARGUMENT"
+            assert record.detail.startswith(
+                f"reload refused: {settings}: security.users.nina.role: 'boss' is not a role")
+            with pytest.raises(UnknownEnvironmentError):  # the users in force are kept
+                await new.control_environment("nope", EnvEvent.START_ACTIVITY)
+            await refused(otto.control_environment("nope", EnvEvent.START_ACTIVITY),
+                          "ControlEnvironment", "operator")
+    said = core.errors.read_text().splitlines()
+    assert f"ERROR: reload refused: {settings}: security.users.nina.role: 'boss' is not a " \
+        "role; use observer, operator, admin; the settings in force are kept" in said
+    assert (f"nutshell core: {settings}: security reloaded: users ada (admin), otto "
+            "(observer), nina (operator); certificates unchanged") in said
+    rotated = rotated_files(core.workdir.root / AUDIT_FILE)  # security.audit.max_bytes: 1500
+    assert rotated and all(os.stat(file).st_mode & 0o777 == 0o600 for file in rotated)
+
+
+async def test_sighup_serves_new_certificates_to_new_connections_but_never_turns_tls_off(
+        reloadable: Reloadable) -> None:
+    core, ada = reloadable, TOKENS["ada"]
+    second = Authority.make("second CA")
+    cert, key = second.issue("localhost", server=True)
+    (core.pki.folder / "second.crt").write_bytes(cert)
+    (core.pki.folder / "second.key").write_bytes(key)
+    core.rewrite(FIRST_USERS)
+    assert (await core.reload()).outcome == "OK"
+    try:
+        async with RemoteEngine(core.address, as_user(core.pki, token=ada)) as before:
+            assert await before.list_environments() == []
+            core.rewrite(FIRST_USERS, cert="second")
+            record = await core.reload()
+            assert record.outcome == "OK"
+            assert record.detail.endswith("certificates replaced for new connections")
+            assert await before.list_environments() == []  # its connection keeps its certificate
+        async with RemoteEngine(core.address, as_user(core.pki, token=ada)) as first_ca:
+            with pytest.raises(RemoteEngineError, match="cannot reach the engine"):
+                await first_ca.list_environments()
+        second_ca = as_user(core.pki, token=ada, ca=second.pem)
+        async with RemoteEngine(core.address, second_ca) as after:
+            assert await after.list_environments() == []
+            for change, words in (({"tls": False}, "security.tls: removed; switching between "
+                                    "plaintext and TLS needs a restart of nutshell core"),
+                                  ({"security": False}, "security: removed; turning access "
+                                   "control on or off needs a restart of nutshell core")):
+                core.rewrite(FIRST_USERS, cert="second", **change)
+                record = await core.reload()
+                assert record.outcome == "FAILED_PRECONDITION"
+                assert words in record.detail
+                assert await after.list_environments() == []
+                with pytest.raises(AccessDenied, match="needs credentials"):
+                    async with RemoteEngine(core.address, as_user(
+                            core.pki, ca=second.pem)) as anonymous:
+                        await anonymous.list_environments()
+    finally:
+        core.rewrite(FIRST_USERS)  # the first certificate again, for the next test
+        assert (await core.reload()).outcome == "OK"
+
+
 # --- front-ends ----------------------------------------------------------------------------
 
 async def test_the_cli_passes_credentials_and_shows_a_refusal_in_one_line(
@@ -645,6 +817,10 @@ async def test_a_non_loopback_address_needs_security_or_insecure(tmp_path: Path)
      "neither token_sha256 nor cert_cn"),
     ("security:\n  tls: {}\n  users: {}\n  tokens: x\n", "security", "unknown field(s) tokens"),
     ("security:\n  users: {}\n", "security.users", "declares no user"),
+    ("security:\n  audit: {max_bytes: 0}\n  users: {a: {role: admin, cert_cn: a}}\n",
+     "security.audit.max_bytes", "must be a whole number ≥ 1, not 0"),
+    ("security:\n  audit: {size: 5}\n  users: {a: {role: admin, cert_cn: a}}\n",
+     "security.audit", "unknown field(s) size; allowed: keep, max_bytes"),
 ])
 def test_bad_security_settings_name_file_and_field(tmp_path: Path, section: str, field: str,
                                                    words: str) -> None:
@@ -654,6 +830,43 @@ def test_bad_security_settings_name_file_and_field(tmp_path: Path, section: str,
         load_security(settings)
     assert str(caught.value).startswith(f"{settings}: {field}")
     assert words in str(caught.value)
+
+
+def test_the_key_must_be_the_certificates_and_audit_limits_are_read(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "tls")
+    (pki.folder / "other.key").write_bytes(pki.clients["stranger"][1])
+    settings = tmp_path / "nutshell.yaml"
+    users = "  users: {a: {role: admin, cert_cn: a}}\n"
+    settings.write_text(f"security:\n  tls: {{cert: tls/core.crt, key: tls/other.key}}\n{users}")
+    with pytest.raises(SecuritySettingsError) as caught:
+        load_security(settings)
+    assert str(caught.value).startswith(
+        f"{settings}: security.tls.key: {pki.folder / 'other.key'} is not the private key of "
+        f"{pki.folder / 'core.crt'}")
+    settings.write_text(f"security:\n  tls: {{cert: tls/core.crt, key: tls/core.key}}\n{users}")
+    read = load_security(settings)
+    assert read is not None and read.audit == AuditRotation()  # 10 MiB, 5 files
+    settings.write_text(f"security:\n  audit: {{max_bytes: 2048, keep: 3}}\n{users}")
+    read = load_security(settings)
+    assert read is not None and read.audit == AuditRotation(max_bytes=2048, keep=3)
+
+
+def test_a_reload_is_refused_only_for_what_needs_a_restart() -> None:
+    users = (User("a", Role.ADMIN, cert_names=frozenset({"a"})),)
+    tls, mutual_tls = TlsSettings(b"c", b"k"), TlsSettings(b"c", b"k", b"ca", True)
+    tokens, over_tls = SecuritySettings(None, users), SecuritySettings(tls, users)
+    over_mutual_tls = SecuritySettings(mutual_tls, users)
+    new_material = SecuritySettings(TlsSettings(b"c2", b"k2"), ())
+    assert [restart_needed(over_tls, new_material), restart_needed(tokens, tokens),
+            restart_needed(None, None)] == ["", "", ""]
+    assert restart_needed(None, tokens).startswith("security: added; turning access control")
+    assert restart_needed(over_tls, None).startswith("security: removed; turning access")
+    assert restart_needed(over_tls, tokens).startswith("security.tls: removed; switching "
+                                                       "between plaintext and TLS")
+    assert restart_needed(tokens, over_tls).startswith("security.tls: added")
+    assert restart_needed(over_tls, over_mutual_tls).startswith(
+        "security.tls.client_ca: added; switching mutual TLS on or off needs a restart")
+    assert restart_needed(over_mutual_tls, over_tls).startswith("security.tls.client_ca: removed")
 
 
 def test_nutshell_core_refuses_bad_security_settings_in_one_line(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ With security settings, a call must carry `authorization: Bearer <token>` of a k
 user, or come over mutual TLS with a client certificate whose CN a user claims; the
 token wins when both are given. The user's role must reach the method's, from
 METHOD_ACCESS, the one table of who may call what. Without security settings (the
-loopback default) nobody is checked and the request's user name stands.
+loopback default) nobody is checked and the request's user name stands. The settings
+live in one `SecurityInForce`, which the interceptor asks at every call: a reload
+(SIGHUP) replaces them there, for the next call.
 
 The authenticated user is the requesting user: the servicers ask `requester()` for the
 name to record, which is the caller's identity whenever there is one.
@@ -149,11 +151,19 @@ def target_of(request: Message, reply: Message | None = None) -> dict[str, Any]:
     return target
 
 
-class AccessInterceptor(grpc.aio.ServerInterceptor):
-    """Checks every call of the control services against METHOD_ACCESS and audits the
-    ones that change something (`security` None: the loopback default, no checks)."""
+@dataclass
+class SecurityInForce:
+    """The security settings calls are checked against now (None: the loopback default,
+    no checks); the one place a reload swaps them. A call reads them once, at its start."""
 
-    def __init__(self, security: SecuritySettings | None, audit: AuditLog | None) -> None:
+    settings: SecuritySettings | None
+
+
+class AccessInterceptor(grpc.aio.ServerInterceptor):
+    """Checks every call of the control services against METHOD_ACCESS and the settings
+    in force, and audits the ones that change something."""
+
+    def __init__(self, security: SecurityInForce, audit: AuditLog | None) -> None:
         self.security = security
         self.audit = audit
 
@@ -180,19 +190,20 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
                         context: grpc.aio.ServicerContext) -> Identity | None:
         """The caller, or the call aborted (UNAUTHENTICATED / PERMISSION_DENIED) with a
         line naming the method and the role it needs; None without security settings."""
-        if self.security is None:
+        settings = self.security.settings
+        if settings is None:
             return None
         name = _method_name(method)
         token = _bearer(context)
         user = None
         if token:
-            user = self.security.user_of_token(token)
+            user = settings.user_of_token(token)
             if user is None:
                 await self._refuse(context, request, method, access, "", "",
                                    grpc.StatusCode.UNAUTHENTICATED,
                                    f"{name}: the bearer token is not one this core knows")
         elif common_name := _certificate_name(context):
-            user = self.security.user_of_certificate(common_name)
+            user = settings.user_of_certificate(common_name)
         if user is None:
             await self._refuse(context, request, method, access, "", "",
                                grpc.StatusCode.UNAUTHENTICATED,

@@ -15,6 +15,9 @@ security:
     gui:
       role: observer
       cert_cn: gui.example.org  # mTLS: a client certificate with this CN is this user
+  audit:                        # optional: when audit.log rotates (engine.audit)
+    max_bytes: 10485760         # audit.log → audit.log.1 past this size (default 10 MiB)
+    keep: 5                     # rotated files kept (default 5)
 client:
   token_file: ~/.config/nutshell/token  # the bearer token; must be mode 0600
   ca: tls/ca.crt                # CA that signed the core's certificate (TLS to the core)
@@ -27,12 +30,16 @@ hash cannot be turned back into it, and the file may be shared. $NUTSHELL_TOKEN 
 token itself) wins over `client.token_file`. With mutual TLS a call may still carry a
 token, which then names the user instead of the certificate. No `security:` section means no
 authentication, which `nutshell core` allows on a loopback address only.
+
+`nutshell core` reads the section again on SIGHUP: users, certificates and the audit
+rotation change for the next call; `restart_needed` says what a running core cannot change.
 """
 from __future__ import annotations
 
 import hashlib
 import ipaddress
 import os
+import ssl
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,12 +49,14 @@ from typing import Any
 
 import yaml
 
+from engine.audit import AuditRotation
 from engine.config.service import ConfigurationError
 
 SECTION = "security"
 CLIENT_SECTION = "client"
 TOKEN_ENV = "NUTSHELL_TOKEN"
-_SECTION_KEYS = frozenset({"tls", "users"})
+_SECTION_KEYS = frozenset({"tls", "users", "audit"})
+_AUDIT_KEYS = frozenset({"max_bytes", "keep"})
 _TLS_KEYS = frozenset({"cert", "key", "client_ca", "require_client_cert"})
 _USER_KEYS = frozenset({"role", "token_sha256", "cert_cn"})
 _CLIENT_KEYS = frozenset({"token_file", "ca", "cert", "key", "server_name"})
@@ -97,6 +106,7 @@ class SecuritySettings:
 
     tls: TlsSettings | None
     users: tuple[User, ...]
+    audit: AuditRotation = field(default_factory=AuditRotation)
 
     def user_of_token(self, token: str) -> User | None:
         digest = token_hash(token)
@@ -141,6 +151,9 @@ def _read_document(settings_file: Path) -> Any:
         return None
     except OSError as error:
         raise SecuritySettingsError(f"{settings_file}: cannot be read: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise SecuritySettingsError(f"{settings_file}: not UTF-8 text ({error.reason} at byte "
+                                    f"{error.start})") from None
     try:
         return yaml.safe_load(text) if text else None
     except yaml.YAMLError as error:
@@ -225,6 +238,53 @@ def _user(name: Any, entry: Any, where: str) -> User:
     return User(str(name), role, frozenset(h.lower() for h in hashes), names)
 
 
+def _loadable(raw_tls: Mapping[str, Any], client_ca: bytes | None, base: Path, where: str
+              ) -> None:
+    """The key must be the certificate's and the client CA a certificate: gRPC would
+    otherwise fail every handshake (or, on a reload, keep the old material while the log
+    said the new one was in force)."""
+    cert = _path(raw_tls["cert"], base, f"{where}.cert")
+    key = _path(raw_tls["key"], base, f"{where}.key")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # an encrypted key gets an empty passphrase, not a prompt (gRPC cannot use one)
+        context.load_cert_chain(cert, key, password=b"")
+    except (ssl.SSLError, OSError) as error:
+        if getattr(error, "reason", "") == "KEY_VALUES_MISMATCH":
+            raise SecuritySettingsError(f"{where}.key: {key} is not the private key of "
+                                        f"{cert}") from None
+        raise SecuritySettingsError(f"{where}.key: {key} with {cert}: cannot be loaded ({error}); "
+                                    "TLS needs an unencrypted PEM key and its certificate"
+                                    ) from None
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cadata=client_ca.decode(errors="replace"))
+        except ssl.SSLError as error:
+            raise SecuritySettingsError(f"{where}.client_ca: "
+                                        f"{_path(raw_tls['client_ca'], base, where)}: not a "
+                                        f"certificate ({error})") from None
+
+
+def _count(section: Mapping[str, Any], key: str, default: int, least: int, where: str) -> int:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise SecuritySettingsError(f"{where}.{key}: must be a whole number ≥ {least}, not "
+                                    f"{value!r}")
+    return value
+
+
+def _audit(raw: Any, where: str) -> AuditRotation:
+    if raw is None:
+        return AuditRotation()
+    if not isinstance(raw, Mapping):
+        raise SecuritySettingsError(f"{where}: must be a mapping (max_bytes, keep), not "
+                                    f"{type(raw).__name__}")
+    _no_unknown(raw, _AUDIT_KEYS, where)
+    default = AuditRotation()
+    return AuditRotation(max_bytes=_count(raw, "max_bytes", default.max_bytes, 1, where),
+                         keep=_count(raw, "keep", default.keep, 1, where))
+
+
 def parse_security(document: Any, origin: str, base: Path) -> SecuritySettings | None:
     """The `security:` section of a parsed nutshell.yaml (None: there is none); files are
     read relative to `base`, the working directory."""
@@ -261,13 +321,33 @@ def parse_security(document: Any, origin: str, base: Path) -> SecuritySettings |
         tls = TlsSettings(_read_pem(raw_tls["cert"], base, f"{where}.tls.cert"),
                           _read_pem(raw_tls["key"], base, f"{where}.tls.key"),
                           client_ca, require)
+        _loadable(raw_tls, client_ca, base, f"{where}.tls")
     raw_users = section.get("users")
     if not isinstance(raw_users, Mapping) or not raw_users:
         raise SecuritySettingsError(f"{where}.users: declares no user (a mapping of user name "
                                     "to role and token_sha256/cert_cn); every call would be "
                                     "refused")
     users = tuple(_user(name, entry, f"{where}.users.{name}") for name, entry in raw_users.items())
-    return SecuritySettings(tls, users)
+    return SecuritySettings(tls, users, _audit(section.get("audit"), f"{where}.audit"))
+
+
+def restart_needed(running: SecuritySettings | None, read: SecuritySettings | None) -> str:
+    """Why a running core cannot take the settings `read` in place of `running` ("" when
+    it can): gRPC fixes at start whether a port speaks TLS and whether it asks client
+    certificates; users, certificates, keys and the client CA may change."""
+    if (running is None) != (read is None):
+        return (f"{SECTION}: {'added' if running is None else 'removed'}; turning access "
+                "control on or off needs a restart of nutshell core")
+    if running is None or read is None:
+        return ""
+    if (running.tls is None) != (read.tls is None):
+        return (f"{SECTION}.tls: {'added' if running.tls is None else 'removed'}; switching "
+                "between plaintext and TLS needs a restart of nutshell core")
+    if (running.tls is not None and read.tls is not None
+            and running.tls.require_client_cert != read.tls.require_client_cert):
+        return (f"{SECTION}.tls.client_ca: {'added' if read.tls.require_client_cert else 'removed'}; "
+                "switching mutual TLS on or off needs a restart of nutshell core")
+    return ""
 
 
 def load_security(settings_file: Path) -> SecuritySettings | None:

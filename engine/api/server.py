@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import socket
+import threading
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -24,15 +25,22 @@ from grpc_reflection.v1alpha import reflection
 
 from engine import USER_ERRORS, Engine, EnvironmentInfo, EnvState, TransitionFailed
 from engine.api import messages, requests
-from engine.api.auth import AccessInterceptor, caller, require_role, requester
+from engine.api.auth import AccessInterceptor, SecurityInForce, caller, require_role, requester
 from engine.api.errors import Operation, details, status_code, trailing_metadata
 from engine.api.protos import events_pb2
 from engine.api.protos import nutshell_pb2 as ext
 from engine.api.protos import nutshell_pb2_grpc as ext_grpc
 from engine.api.protos import o2control_pb2 as o2
 from engine.api.protos import o2control_pb2_grpc as o2_grpc
-from engine.api.security import Role, SecuritySettings
-from engine.audit import AUDIT_FILE, AuditLog
+from engine.api.security import (
+    Role,
+    SecuritySettings,
+    SecuritySettingsError,
+    TlsSettings,
+    load_security,
+    restart_needed,
+)
+from engine.audit import AUDIT_FILE, AuditLog, AuditRecord, AuditRotation
 from engine.environment.events import EnvironmentEvent, EventKind, Subscription
 from engine.environment.roleglob import RoleGlobError
 from engine.environment.roster import RoleInfo, UnknownTaskError
@@ -626,10 +634,65 @@ def check_free(address: str) -> None:
             raise AddressInUse(f"cannot listen on {address}: {error.strerror or error}") from None
 
 
+def _certificate_configuration(tls: TlsSettings) -> grpc.ServerCertificateConfiguration:
+    return grpc.ssl_server_certificate_configuration([(tls.private_key, tls.cert_chain)],
+                                                     root_certificates=tls.client_ca)
+
+
+class ServerCertificates:
+    """The core's certificate, key and client CA as gRPC fetches them at each new TLS
+    handshake: a replacement serves the next connection, open ones keep theirs. Whether
+    client certificates are required is fixed when the port opens."""
+
+    def __init__(self, tls: TlsSettings) -> None:
+        self.current = tls
+        self._pending: grpc.ServerCertificateConfiguration | None = None
+        self._lock = threading.Lock()  # the fetcher runs on gRPC's threads
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.dynamic_ssl_server_credentials(
+            _certificate_configuration(self.current), self._fetch,
+            require_client_authentication=self.current.require_client_cert)
+
+    def replace(self, tls: TlsSettings) -> bool:
+        """Serve `tls` from the next handshake on; False when it is what is served."""
+        if tls == self.current:
+            return False
+        with self._lock:
+            self._pending = _certificate_configuration(tls)
+            self.current = tls
+        return True
+
+    def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """gRPC's question at a handshake: a new configuration, or None for no change."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+        return pending
+
+
+@dataclass(frozen=True)
+class SecurityReload:
+    """What re-reading nutshell.yaml's `security:` did: applied, or refused (the settings
+    in force kept), and the line that says so."""
+
+    applied: bool
+    message: str
+
+
+RELOAD_USER = "core"  # the user of a reload's audit line: the core itself, on SIGHUP
+
+
+def _users(settings: SecuritySettings | None) -> str:
+    if settings is None:
+        return "none (no security: section, nobody is checked)"
+    return ", ".join(f"{user.name} ({user.role})" for user in settings.users)
+
+
 @dataclass
 class CoreServer:
     """The gRPC server of `nutshell core`: start on an address, stop, wait. `security`:
-    its TLS and who may call what (auth.py); every changing call goes to audit.log."""
+    its TLS and who may call what at start (auth.py); `reload_security` replaces them
+    while serving. Every changing call goes to audit.log."""
 
     engine: Engine
     framework_id: str = ""
@@ -637,10 +700,16 @@ class CoreServer:
 
     def __post_init__(self) -> None:
         self.framework_id = self.framework_id or f"nutshell-{self.engine.workdir.root}"
-        self.audit = AuditLog(self.engine.workdir.root / AUDIT_FILE)
+        self.in_force = SecurityInForce(self.security)
+        self.audit = AuditLog(self.engine.workdir.root / AUDIT_FILE,
+                              self.security.audit if self.security else AuditRotation())
+        self.certificates = (ServerCertificates(self.security.tls)
+                             if self.security is not None and self.security.tls is not None
+                             else None)
+        self._reloading = asyncio.Lock()
         # No SO_REUSEPORT: a second core on the same port must fail, not share it.
         self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *MESSAGE_LIMITS],
-                                      interceptors=[AccessInterceptor(self.security, self.audit)])
+                                      interceptors=[AccessInterceptor(self.in_force, self.audit)])
         self.control = ControlService(self.engine, self.framework_id)
         o2_grpc.add_ControlServicer_to_server(self.control, self.server)
         self.extension = ControlExtService(self.engine)
@@ -659,12 +728,9 @@ class CoreServer:
         """Listen on `address` (port 0: any free one); returns the "host:port" bound.
         AddressInUse when it cannot be bound."""
         check_free(address)
-        tls = self.security.tls if self.security is not None else None
         try:
-            port = (self.server.add_insecure_port(address) if tls is None else
-                    self.server.add_secure_port(address, grpc.ssl_server_credentials(
-                        [(tls.private_key, tls.cert_chain)], root_certificates=tls.client_ca,
-                        require_client_auth=tls.require_client_cert)))
+            port = (self.server.add_insecure_port(address) if self.certificates is None else
+                    self.server.add_secure_port(address, self.certificates.credentials()))
         except RuntimeError as error:
             raise AddressInUse(f"cannot listen on {address}: {error}") from None
         await self.server.start()
@@ -684,3 +750,39 @@ class CoreServer:
     async def wait(self) -> None:
         await self.server.wait_for_termination()
 
+    async def reload_security(self) -> SecurityReload:
+        """Read nutshell.yaml's `security:` again and put it in force for the next call:
+        users, tokens, certificate names, roles, the core's certificates (new connections)
+        and the audit rotation. Invalid settings, or a change only a restart can make
+        (restart_needed), keep those in force. Either way one audit line says what came of
+        it (user "core", method "reload")."""
+        settings_file = self.engine.workdir.settings_file
+        async with self._reloading:
+            running = self.in_force.settings
+            try:
+                read = await asyncio.to_thread(load_security, settings_file)
+            except SecuritySettingsError as error:
+                return await self._reloaded("INVALID_ARGUMENT", f"reload refused: {error}; "
+                                            "the settings in force are kept")
+            if why := restart_needed(running, read):
+                return await self._reloaded("FAILED_PRECONDITION", f"reload refused: "
+                                            f"{settings_file}: {why}; the settings in force "
+                                            "are kept")
+            certificates = "unchanged"
+            if read is not None and read.tls is not None and self.certificates is not None \
+                    and self.certificates.replace(read.tls):
+                certificates = "replaced for new connections"
+            self.in_force.settings = read
+            if read is not None:
+                self.audit.rotation = read.audit
+            return await self._reloaded("OK", f"{settings_file}: security reloaded: users "
+                                        f"{_users(read)}; certificates {certificates}")
+
+    async def _reloaded(self, outcome: str, message: str) -> SecurityReload:
+        try:
+            await self.audit.record(AuditRecord(
+                user=RELOAD_USER, role="", method="reload", outcome=outcome,
+                target={"file": str(self.engine.workdir.settings_file)}, detail=message))
+        except OSError as error:
+            log.error("cannot write the audit log %s: %s", self.audit.path, error)
+        return SecurityReload(outcome == "OK", message)
