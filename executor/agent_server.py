@@ -80,8 +80,8 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
 
     async def Command(self, request: agent_pb2.CommandRequest,
                       context: grpc.aio.ServicerContext) -> agent_pb2.CommandReply:
-        body = await _answering(context, lambda: self.tasks.command(request.body_json))
-        return agent_pb2.CommandReply(body_json=json.dumps(body))
+        answer = await _answering(context, lambda: self.tasks.command(request.body_json))
+        return agent_pb2.CommandReply(body_json=json.dumps(answer.body), seq=answer.seq)
 
     async def CommandBatch(self, request: agent_pb2.CommandBatchRequest,
                            context: grpc.aio.ServicerContext) -> agent_pb2.CommandBatchReply:

@@ -81,6 +81,17 @@ class EventBacklog:
 
 # ---------------------------------------------------------------- the executor's tasks
 
+@dataclass(frozen=True)
+class Answer:
+    """A command's MesosCommandResponse body and the seq of the event that tells the same
+    answer to every reader of Events (0: not told there: a hook's, or under Mesos). An
+    engine that did not wait for the answer (its sender died) learns it from that event;
+    one that did skips it by its seq."""
+
+    body: dict[str, Any]
+    seq: int = 0
+
+
 @dataclass
 class AgentTask:
     """One task of this executor and the latest status it reported."""
@@ -108,6 +119,7 @@ class AgentTasks:
         self._publish = publish
         self._tasks: dict[str, AgentTask] = {}
         self._starting: set[asyncio.Task[bool]] = set()
+        self._transitions: set[asyncio.Task[Answer]] = set()
 
     def _reporter(self, task_id: str) -> Callable[[Report], None]:
         def report(record: Report) -> None:
@@ -167,8 +179,11 @@ class AgentTasks:
                              f"{what}: no task {task_id!r} on agent {self.name}")
         return entry.task
 
-    async def command(self, body_json: str) -> dict[str, Any]:
-        """Run a §7.4 MesosCommand; the MesosCommandResponse body it gives."""
+    async def command(self, body_json: str) -> Answer:
+        """Run a §7.4 MesosCommand; the MesosCommandResponse body it gives.
+
+        A transition runs to its end even if the caller goes (the engine that sent it died):
+        cut off, the executor would no longer know the state its task is in."""
         try:
             body = json.loads(body_json)
         except ValueError as error:
@@ -197,33 +212,48 @@ class AgentTasks:
         if name == TRANSITION:
             timeout = body.get("timeout")
             seconds = timeout / 1e9 if isinstance(timeout, (int, float)) and timeout > 0 else None
-            response = await task.transition(str(body.get("source", "")), str(body.get("event", "")),
-                                             arguments, seconds, command_id=command_id,
-                                             environment_id=environment_id)
-            return response.to_message()
+            running = asyncio.ensure_future(self._transition(
+                task, str(body.get("source", "")), str(body.get("event", "")), arguments,
+                seconds, command_id, environment_id))
+            self._transitions.add(running)
+            running.add_done_callback(self._transition_ended)
+            return await asyncio.shield(running)
         if name == TRIGGER_HOOK:
             if not isinstance(task, HookTask):
                 raise AgentError(grpc.StatusCode.FAILED_PRECONDITION,
                                  f"{name}: task {task_id} is not a hook task")
             result = await task.trigger(arguments, command_id=command_id,
                                         environment_id=environment_id)
-            return result.to_message()
+            return Answer(result.to_message())
         raise AgentError(grpc.StatusCode.INVALID_ARGUMENT,
                          f"unknown command {name!r} (expected {TRANSITION} or {TRIGGER_HOOK})")
+
+    async def _transition(self, task: Task, source: str, event: str,
+                          arguments: Mapping[str, str], seconds: float | None,
+                          command_id: str, environment_id: str) -> Answer:
+        response = await task.transition(source, event, arguments, seconds,
+                                         command_id=command_id, environment_id=environment_id)
+        body = response.to_message()
+        return Answer(body, self.backlog.append(body) if self._publish is None else 0)
+
+    def _transition_ended(self, running: asyncio.Task[Answer]) -> None:
+        self._transitions.discard(running)
+        if not running.cancelled() and running.exception() is not None:
+            log.error("agent %s: a transition failed", self.name, exc_info=running.exception())
 
     async def command_batch(self, bodies: Sequence[str]) -> list[agent_pb2.CommandOutcome]:
         """Run several MesosCommands at once, each as `command` would; an outcome per body,
         in order. A refused body (AgentError) is its own outcome: the others still run."""
         async def one(body_json: str) -> agent_pb2.CommandOutcome:
             try:
-                response = await self.command(body_json)
+                answer = await self.command(body_json)
             except AgentError as error:
                 return agent_pb2.CommandOutcome(code=error.code.value[0], error=str(error))
             except Exception as error:  # a fault of ours: this command's outcome, not all's
                 log.exception("agent %s: command %.200s failed", self.name, body_json)
                 return agent_pb2.CommandOutcome(code=grpc.StatusCode.UNKNOWN.value[0],
                                                 error=f"agent {self.name}: {error!r}")
-            return agent_pb2.CommandOutcome(body_json=json.dumps(response))
+            return agent_pb2.CommandOutcome(body_json=json.dumps(answer.body), seq=answer.seq)
         return list(await asyncio.gather(*(one(body) for body in bodies)))
 
     async def kill(self, task_id: str) -> None:

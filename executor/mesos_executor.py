@@ -246,7 +246,7 @@ class MesosNode:
             if _name(data) == LIST_TASKS:
                 response = self.listing(data)
             else:
-                response = await self.tasks.command(data.decode(errors="replace"))
+                response = (await self.tasks.command(data.decode(errors="replace"))).body
         except AgentError as error:
             response = self._refusal(data, f"executor {self.executor_id} on {self.tasks.name}: "
                                            f"{error}")

@@ -33,7 +33,8 @@ from typing import Any
 import psutil
 import pytest
 
-from engine import Engine, EnvironmentInfo, TransitionFailed, WorkingDirectory
+from engine import (Engine, EnvironmentEvent, EnvironmentInfo, Subscription, TransitionFailed,
+                    WorkingDirectory)
 from engine.scheduler.local_agent import LocalAgentError, find_running
 from engine.store import Store
 from engine.store.database import StoreError
@@ -599,6 +600,79 @@ async def test_a_call_cut_by_the_close_of_its_channel_fails_instead_of_cancellin
     await engine_.destroy_environment(info.id, force=True)
 
 
+async def test_a_transition_ending_after_its_engine_died_is_learnt_by_the_next(
+        setup: Setup, tmp_path: Path) -> None:
+    """START is under way when the engine is SIGKILLed; the critical victim, frozen, has not
+    answered. The steady task is not critical here, so the next engine finds nothing
+    critical at odds and keeps the environment CONFIGURED. The victim then finishes START:
+    its executor ran the transition to its end though its caller died, and tells the answer
+    on its event stream; the new engine learns it, sees the task RUNNING in a CONFIGURED
+    environment and goes to ERROR. Run 1 is never given again."""
+    repo = make_template_repo(tmp_path / "lenient", {
+        "workflows/faults.yaml": WORKFLOW.replace("      load: dummy\n",
+                                                  "      load: dummy\n      critical: false\n", 1),
+        "tasks/dummy.yaml": DUMMY, "tasks/hold.yaml": HOLD}, corpus=False)
+    host = subprocess.Popen([sys.executable, "-c", HOST, str(setup.workdir.root), str(repo),
+                             "", "START"], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(HOST_TIMEOUT, host.kill)
+    watchdog.start()
+    victim = 0
+    try:
+        made = await first_line(host)
+        steady_id, _ = made["tasks"]["faults.steady"]
+        victim_id, victim = made["tasks"]["faults.victim"]
+        steady_log = setup.workdir.logs / made["id"] / f"{steady_id}.log"
+        seen = steady_log.read_text().count("]: START ")
+        os.kill(victim, signal.SIGSTOP)
+        assert host.stdin is not None
+        host.stdin.write("go\n")
+        host.stdin.flush()
+        await log_shows(steady_log, "]: START ", seen + 1)  # the commands went out
+        host.kill()
+        assert host.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        watchdog.cancel()
+        if host.poll() is None:
+            host.kill()
+            host.wait(timeout=10)
+        for stream in (host.stdin, host.stdout):
+            if stream is not None:
+                stream.close()
+    async with Engine(setup.workdir) as engine:
+        try:
+            info = await until_idle(engine, made["id"])
+            assert info.state == "CONFIGURED"  # nothing critical at odds, yet
+            events = await engine.subscribe()
+            resume(victim)
+            for _ in range(300):
+                if (info := await engine.get_environment(made["id"])).state == "ERROR":
+                    break
+                await asyncio.sleep(0.1)
+            info = await until_idle(engine, made["id"])
+            assert info.state == "ERROR"  # and GO_ERROR stopped the runaway victim
+            assert next(t for t in info.tasks if t.task_id == victim_id).state == "CONFIGURED"
+            told = [e.message for e in drained(events) if e.task_id == victim_id]
+            assert any("ended afterwards, the task in RUNNING" in m for m in told), told
+            [row] = [r for r in info.last_result if r.task_id == victim_id]
+            assert "the environment was CONFIGURED when its engine stopped but the task is " \
+                   "RUNNING" in row.reason
+            events.close()
+            await recover_and_run(engine, made["id"], 1)
+        finally:
+            resume(victim)
+            await engine.shutdown_agents()
+
+
+def drained(events: Subscription) -> list[EnvironmentEvent]:
+    """The events queued so far."""
+    queued = []
+    while not events.queue.empty():
+        if (event := events.queue.get_nowait()) is not None:
+            queued.append(event)
+    return queued
+
+
 # ------------------------------------------------------------------ the engine dies mid-creation
 
 # Releases an environment (destroy with keep_tasks: its tasks run on, unlocked) and prints
@@ -803,3 +877,67 @@ async def test_an_engine_killed_in_a_destroy_leaves_an_environment_a_destroy_com
             assert all(gone(pid) for pid in launched), launched
         finally:
             await engine.shutdown_agents()
+
+
+# ------------------------------------------------------- a task or an executor dies in a creation or a destroy
+
+
+def under_agent(workdir: WorkingDirectory, agent: str) -> set[int]:
+    """The occlib dummies the agent's executor runs."""
+    executor = psutil.Process(find_running(workdir.root)[agent].pid)
+    return dummies({p.pid for p in executor.children(recursive=True)})
+
+
+@pytest.mark.parametrize("fault", ["task", "executor"])
+async def test_a_task_or_executor_dying_in_deploy_fails_the_creation_leaving_nothing(
+        engine: tuple[Engine, str], setup: Setup, fault: str) -> None:
+    """DEPLOY of a create: the victim is launched but sleeps before serving when its process
+    (task) or a2's executor (executor) is SIGKILLed. The creation fails naming the victim
+    and its host; nothing deployed is left, the environment is not kept, and the next
+    creation works (on a new executor for a2)."""
+    engine_, reference = engine
+    creating = asyncio.create_task(engine_.create_environment(reference, {"startup_delay": "30"}))
+    await until(lambda: bool(find_running(setup.workdir.root).get("a2"))
+                and len(under_agent(setup.workdir, "a2")) == 1, "launched the victim")
+    launched = executor_children(setup.workdir)
+    [victim] = under_agent(setup.workdir, "a2")
+    os.kill(victim if fault == "task" else find_running(setup.workdir.root)["a2"].pid,
+            signal.SIGKILL)
+    with pytest.raises(TransitionFailed) as failed:
+        await creating
+    message = str(failed.value)
+    assert "faults.victim" in message and "on a2" in message, message
+    assert await engine_.list_environments() == []
+    await until(lambda: all(gone(pid) for pid in launched), "took every task down")
+    info = await engine_.create_environment(reference)
+    started = await engine_.control_environment(info.id, "START")
+    assert started.ok and started.run_number == 1
+    assert (await engine_.destroy_environment(info.id)).state == "DONE"
+
+
+@pytest.mark.parametrize("fault", ["task", "executor"])
+async def test_a_task_or_executor_dying_in_a_destroy_still_destroys_leaving_nothing(
+        engine: tuple[Engine, str], setup: Setup, tmp_path: Path, fault: str) -> None:
+    """A destroy held at its DESTROY hook (a hook task on a1) when the victim's process
+    (task) or a2's executor (executor) is SIGKILLed: the destroy completes, the environment
+    is gone, no process is left, and the next creation works."""
+    engine_, reference = engine
+    hold = tmp_path / "hold"
+    info = await engine_.create_environment(reference, {"hold_at": "DESTROY",
+                                                        "hold_file": str(hold)})
+    _, victim = task(info, "victim")
+    launched = executor_children(setup.workdir)
+    destroying = asyncio.create_task(engine_.destroy_environment(info.id))
+    await until(Path(f"{hold}.began").exists, "began the DESTROY hook")
+    os.kill(victim if fault == "task" else find_running(setup.workdir.root)["a2"].pid,
+            signal.SIGKILL)
+    hold.touch()
+    destroyed = await destroying
+    assert destroyed.state == "DONE"
+    assert await engine_.list_environments() == []
+    assert await engine_.list_tasks() == []
+    await until(lambda: all(gone(pid) for pid in launched), "took every task down")
+    info = await engine_.create_environment(reference)
+    started = await engine_.control_environment(info.id, "START")
+    assert started.ok and started.run_number == 1
+    assert (await engine_.destroy_environment(info.id)).state == "DONE"

@@ -27,9 +27,12 @@ TASK_INTERNAL_ERROR = int(DeviceEventType.TASK_INTERNAL_ERROR)
 
 @dataclass(frozen=True)
 class Applied:
-    """A report changed its task; `run_end` says why the run should end ("" if not)."""
+    """A report changed its task; `run_end` says why the run should end ("" if not);
+    `late`: it was a transition's answer nobody here waited for (the engine that sent it
+    died before it came)."""
 
     run_end: str = ""
+    late: bool = False
 
 
 def reported_task(body: Mapping[str, Any]) -> str:
@@ -37,10 +40,22 @@ def reported_task(body: Mapping[str, Any]) -> str:
     return str(body.get("taskId") or body.get("origin", {}).get("taskId", {}).get("value", ""))
 
 
-def apply_report(task: DeployedTask, body: Mapping[str, Any]) -> Applied | None:
-    """Update `task` from one report of its executor; None when the report changes nothing."""
+def apply_report(task: DeployedTask, body: Mapping[str, Any], seq: int = 0) -> Applied | None:
+    """Update `task` from one report of its executor (`seq`: its event's, 0 if unknown);
+    None when the report changes nothing."""
     kind = body.get("_messageType")
     ends_run = False
+    if kind == "MesosCommandResponse":
+        # A transition's answer as the event stream tells it: news only when this engine
+        # did not wait for it and has nothing newer (an answer it got carries its seq).
+        if not seq or task.commanding or seq <= task.state_seq or not body.get("state"):
+            return None
+        task.state_seq = seq
+        task.state = TaskState.parse(str(body["state"]))
+        task.message = (f"a transition sent by an engine that stopped ended afterwards, "
+                        f"the task in {task.state}"
+                        + (f": {body['error']}" if body.get("error") else ""))
+        return Applied(late=True)
     if kind == "StatusUpdate":
         state = str(body.get("state", ""))
         task.mesos_state = state
@@ -50,6 +65,7 @@ def apply_report(task: DeployedTask, body: Mapping[str, Any]) -> Applied | None:
             if body.get("taskState"):  # back after a lost agent: the state it runs in
                 task.state = TaskState.parse(str(body["taskState"]))
                 task.message = str(body.get("message") or "")
+                task.state_seq = max(task.state_seq, seq)  # as of that listing
         elif state in GONE_STATES:
             task.status = TaskStatus.INACTIVE
             task.state = GONE_STATES[state]

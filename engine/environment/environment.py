@@ -137,6 +137,10 @@ class DeployedTask:
     launched: bool = False  # TASK_RUNNING was seen
     terminations: int = 0  # BASIC_TASK_TERMINATED events seen (a hook task: one per run)
     safe_to_stop: bool = False  # END_OF_STREAM or its command ended in this run (§1.2)
+    # The executor's event seq its state is as of (a transition's answer or a listing): an
+    # answer told on the event stream with a seq not above it is not news.
+    state_seq: int = 0
+    commanding: bool = False  # this engine waits on a transition of the task
     # Its full record is in the store: later saves write only what changes (TaskChange).
     stored: bool = field(default=False, compare=False)
 

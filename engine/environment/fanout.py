@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.environment.environment import DeployedTask, Environment, TaskRow
 from engine.environment.statemachine import EnvEvent
-from engine.scheduler.local_agent import LocalAgentError
+from engine.scheduler.local_agent import ANSWER_SEQ, LocalAgentError
 from engine.scheduler.local_pool import LocalAgentPool
 from engine.templates.functions import new_uid
 from engine.workflow.aggregation import TaskState
@@ -70,16 +70,22 @@ async def fan_out(agents: LocalAgentPool, env: Environment, event: EnvEvent,
 
     async def on_agent(agent: str, batch: list[DeployedTask]) -> None:
         before = [task.state for task in batch]
+        for task in batch:  # their answers come back here, not from the event stream
+            task.commanding = True
         try:
             client = agents.client(agent)
         except LocalAgentError as error:
             outcomes: list[dict[str, Any] | LocalAgentError] = [error] * len(batch)
         else:
             outcomes = await client.command_batch([body(task) for task in batch])
+        finally:
+            for task in batch:
+                task.commanding = False
         for task, was, outcome in zip(batch, before, outcomes, strict=True):
             if isinstance(outcome, LocalAgentError):
                 rows[task.task_id] = task.row(was, str(outcome))
                 continue
+            task.state_seq = max(task.state_seq, int(outcome.get(ANSWER_SEQ) or 0))
             if outcome.get("state"):
                 task.state = TaskState.parse(str(outcome["state"]))
             changed(env, task)

@@ -333,19 +333,33 @@ class EnvironmentManager:
 
     # ---------------------------------------------------------------- tasks changing
 
-    def _on_agent_event(self, agent: str, body: dict[str, Any]) -> None:
-        """Executor reports (§7.4 bodies) update the task they name (agentevents.py)."""
+    def _on_agent_event(self, agent: str, body: dict[str, Any], seq: int = 0) -> None:
+        """Executor reports (§7.4 bodies; `seq`: their event's, 0 if unknown) update the
+        task they name (agentevents.py)."""
         entry = self.tasks.get(reported_task(body))
         if entry is None:
             return
         env, task = entry
-        applied = apply_report(task, body)
+        applied = apply_report(task, body, seq)
         if applied is None:
             return
         self._task_changed(env, task)
         self.tasks.signal()
         if applied.run_end:
             self.automatic.ask_run_end(env, applied.run_end)
+        if applied.late:
+            self._late_answer(env, task)
+
+    def _late_answer(self, env: Environment, task: DeployedTask) -> None:
+        """A transition sent by an engine that died ended after this one re-adopted the task.
+        A task now at odds with its resting environment was cut short in that transition:
+        GO_ERROR, as when recovery finds one at start (a transition under way here decides
+        for itself)."""
+        if env.busy is not None:
+            return
+        rows = [row for row in cut_short(env) if row.task_id == task.task_id]
+        if any(critical(env, row) for row in rows):
+            self.automatic.go_error(env, rows)
 
     def _placement_of(self, task_id: str) -> Placement | None:
         """Where a deployed task was placed (the Mesos backend launches it from there)."""

@@ -235,6 +235,7 @@ def readopt(task: DeployedTask, remote: RemoteTask | None, listing: AgentTaskLis
                         f"({remote.status or 'no status'}, executor state {remote.state})")
     else:
         task.state = TaskState.parse(remote.state)
+        task.state_seq = listing.last_seq if listing is not None else 0  # later events are news
         task.pid = remote.pid or None
         task.mesos_state = remote.status
         task.status = TaskStatus.ACTIVE if remote.status == "TASK_RUNNING" else task.status

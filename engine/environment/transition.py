@@ -221,6 +221,7 @@ class Transitions:
                 remote = live.get(task.task_id)
                 if task.agent == agent and task.controlled and remote is not None and remote.pid:
                     task.state = TaskState.parse(remote.state)
+                    task.state_seq = max(task.state_seq, listing.last_seq)
 
     async def _recover(self, env: Environment, user: str, hook_rows: list[TaskRow]
                        ) -> list[TaskRow]:

@@ -42,6 +42,9 @@ COMMAND_MARGIN = 10.0  # seconds added to a command's own timeout for the call d
 DEFAULT_COMMAND_TIMEOUT = 90.0
 BATCH_LIMIT = 256  # commands per CommandBatch call, well within gRPC's 4 MB messages
 RECONNECT_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)  # then every 2 s
+# Added to a transition's answer: the seq of the event that tells the same answer to every
+# Events reader (CommandReply.seq), so the event can be told apart from a newer one.
+ANSWER_SEQ = "_seq"
 
 
 class LocalAgentError(RuntimeError):
@@ -203,7 +206,8 @@ class LocalAgentClient:
             raise self._error(f"launch of {task_id}", error) from None
 
     async def command(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Send a MesosCommand body (§7.4); the MesosCommandResponse body.
+        """Send a MesosCommand body (§7.4); the MesosCommandResponse body, with ANSWER_SEQ
+        for a transition.
 
         The call's deadline is the command's own `timeout` (ns) plus a margin.
         """
@@ -215,7 +219,7 @@ class LocalAgentClient:
             raise self._error(_command_call(body), error) from None
         except asyncio.CancelledError:
             raise self._closed_under(_command_call(body)) from None
-        return json.loads(reply.body_json)
+        return _answer(reply.body_json, reply.seq)
 
     async def command_batch(self, bodies: Sequence[Mapping[str, Any]]
                             ) -> list[dict[str, Any] | LocalAgentError]:
@@ -261,7 +265,7 @@ class LocalAgentClient:
                     f"agent {self.name} ({self.address}): {_command_call(body)} failed: "
                     f"{code.name}: {outcome.error}", code))
             else:
-                outcomes.append(json.loads(outcome.body_json))
+                outcomes.append(_answer(outcome.body_json, outcome.seq))
         return outcomes
 
     async def kill(self, task_id: str, timeout: float = 60.0) -> None:
@@ -329,6 +333,13 @@ class LocalAgentClient:
                                       "process is gone")
             await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
             failures += 1
+
+
+def _answer(body_json: str, seq: int) -> dict[str, Any]:
+    answer = json.loads(body_json)
+    if seq:
+        answer[ANSWER_SEQ] = seq
+    return answer
 
 
 def _command_seconds(body: Mapping[str, Any]) -> float:

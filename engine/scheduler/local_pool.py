@@ -40,7 +40,7 @@ from executor.reports import MesosTaskState
 
 log = logging.getLogger("engine.scheduler")
 
-EventHandler = Callable[[str, dict[str, Any]], None]  # (agent name, event body)
+EventHandler = Callable[[str, dict[str, Any], int], None]  # (agent name, event body, seq)
 LostHandler = Callable[[str, str], None]  # (agent name, why): its executor is gone
 RESUME_DELAY = 0.2  # seconds before following a live executor's events again after a break
 STOP_TIMEOUT = 20.0  # seconds for an executor to take its tasks down after SIGTERM
@@ -187,16 +187,19 @@ class LocalAgentPool:
             if task.pid:
                 self._report(name, {"_messageType": "AnnounceTaskPIDEvent",
                                     "taskId": task.task_id, "pid": task.pid})
-            if task.status == "TASK_RUNNING":
+            if task.status == "TASK_RUNNING":  # its state as of the listing's newest event
                 self._report(name, {"_messageType": "StatusUpdate", "taskId": task.task_id,
                                     "state": "TASK_RUNNING", "taskState": task.state,
                                     "message": f"back in {task.state}: agent {name} answers "
-                                               f"again after {silence:.0f} s{restarted}"})
+                                               f"again after {silence:.0f} s{restarted}"},
+                             listing.last_seq)
         return True
 
-    def _report(self, name: str, body: dict[str, Any]) -> None:
+    def _report(self, name: str, body: dict[str, Any], seq: int = 0) -> None:
+        """Hand over one report; `seq` is its event's, or for a report the pool makes up
+        the seq its content is as of (0: unknown)."""
         try:
-            self._on_event(name, body)
+            self._on_event(name, body, seq)
         except Exception:  # one bad report must not stop the others
             log.exception("agent %s: handling report %s failed", name, body)
 
@@ -218,7 +221,7 @@ class LocalAgentPool:
             try:
                 async for seq, body in client.events(after, instance, gone):
                     after = seq
-                    self._report(name, body)
+                    self._report(name, body, seq)
             except LocalAgentError as error:
                 why = str(error)
             if self.clients.get(name) is not client:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65xecutor/protos/agent.proto\x12\x0enutshell.agent\"r\n\rLaunchRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ommand_json\x18\x02 \x01(\t\x12\x16\n\x0e\x65nvironment_id\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65tector\x18\x04 \x01(\t\x12\x10\n\x08log_path\x18\x05 \x01(\t\"\r\n\x0bLaunchReply\"#\n\x0e\x43ommandRequest\x12\x11\n\tbody_json\x18\x01 \x01(\t\"!\n\x0c\x43ommandReply\x12\x11\n\tbody_json\x18\x01 \x01(\t\"(\n\x13\x43ommandBatchRequest\x12\x11\n\tbody_json\x18\x01 \x03(\t\"@\n\x0e\x43ommandOutcome\x12\x11\n\tbody_json\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"E\n\x11\x43ommandBatchReply\x12\x30\n\x08outcomes\x18\x01 \x03(\x0b\x32\x1e.nutshell.agent.CommandOutcome\"\x1e\n\x0bKillRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x0b\n\tKillReply\"\x12\n\x10ListTasksRequest\"\xaf\x01\n\x08TaskInfo\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x65nvironment_id\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65tector\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontrol_mode\x18\x04 \x01(\t\x12\x0b\n\x03pid\x18\x05 \x01(\x03\x12\r\n\x05state\x18\x06 \x01(\t\x12\x14\n\x0c\x63ontrol_port\x18\x07 \x01(\x05\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x10\n\x08log_path\x18\t \x01(\t\"q\n\x0eListTasksReply\x12\x12\n\nagent_name\x18\x01 \x01(\t\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12\'\n\x05tasks\x18\x03 \x03(\x0b\x32\x18.nutshell.agent.TaskInfo\x12\x10\n\x08instance\x18\x04 \x01(\t\"0\n\rEventsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x04\x12\x10\n\x08instance\x18\x02 \x01(\t\">\n\nAgentEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\tbody_json\x18\x02 \x01(\t\x12\x10\n\x08instance\x18\x03 \x01(\t\"\x12\n\x10HeartbeatRequest\"H\n\x0eHeartbeatReply\x12\x12\n\nagent_name\x18\x01 \x01(\t\x12\x10\n\x08instance\x18\x02 \x01(\t\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x32\xa1\x04\n\x05\x41gent\x12\x46\n\x06Launch\x12\x1d.nutshell.agent.LaunchRequest\x1a\x1b.nutshell.agent.LaunchReply\"\x00\x12I\n\x07\x43ommand\x12\x1e.nutshell.agent.CommandRequest\x1a\x1c.nutshell.agent.CommandReply\"\x00\x12X\n\x0c\x43ommandBatch\x12#.nutshell.agent.CommandBatchRequest\x1a!.nutshell.agent.CommandBatchReply\"\x00\x12@\n\x04Kill\x12\x1b.nutshell.agent.KillRequest\x1a\x19.nutshell.agent.KillReply\"\x00\x12O\n\tListTasks\x12 .nutshell.agent.ListTasksRequest\x1a\x1e.nutshell.agent.ListTasksReply\"\x00\x12G\n\x06\x45vents\x12\x1d.nutshell.agent.EventsRequest\x1a\x1a.nutshell.agent.AgentEvent\"\x00\x30\x01\x12O\n\tHeartbeat\x12 .nutshell.agent.HeartbeatRequest\x1a\x1e.nutshell.agent.HeartbeatReply\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65xecutor/protos/agent.proto\x12\x0enutshell.agent\"r\n\rLaunchRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ommand_json\x18\x02 \x01(\t\x12\x16\n\x0e\x65nvironment_id\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65tector\x18\x04 \x01(\t\x12\x10\n\x08log_path\x18\x05 \x01(\t\"\r\n\x0bLaunchReply\"#\n\x0e\x43ommandRequest\x12\x11\n\tbody_json\x18\x01 \x01(\t\".\n\x0c\x43ommandReply\x12\x11\n\tbody_json\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"(\n\x13\x43ommandBatchRequest\x12\x11\n\tbody_json\x18\x01 \x03(\t\"M\n\x0e\x43ommandOutcome\x12\x11\n\tbody_json\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x0b\n\x03seq\x18\x04 \x01(\x04\"E\n\x11\x43ommandBatchReply\x12\x30\n\x08outcomes\x18\x01 \x03(\x0b\x32\x1e.nutshell.agent.CommandOutcome\"\x1e\n\x0bKillRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x0b\n\tKillReply\"\x12\n\x10ListTasksRequest\"\xaf\x01\n\x08TaskInfo\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x65nvironment_id\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65tector\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontrol_mode\x18\x04 \x01(\t\x12\x0b\n\x03pid\x18\x05 \x01(\x03\x12\r\n\x05state\x18\x06 \x01(\t\x12\x14\n\x0c\x63ontrol_port\x18\x07 \x01(\x05\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x10\n\x08log_path\x18\t \x01(\t\"q\n\x0eListTasksReply\x12\x12\n\nagent_name\x18\x01 \x01(\t\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12\'\n\x05tasks\x18\x03 \x03(\x0b\x32\x18.nutshell.agent.TaskInfo\x12\x10\n\x08instance\x18\x04 \x01(\t\"0\n\rEventsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x04\x12\x10\n\x08instance\x18\x02 \x01(\t\">\n\nAgentEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\tbody_json\x18\x02 \x01(\t\x12\x10\n\x08instance\x18\x03 \x01(\t\"\x12\n\x10HeartbeatRequest\"H\n\x0eHeartbeatReply\x12\x12\n\nagent_name\x18\x01 \x01(\t\x12\x10\n\x08instance\x18\x02 \x01(\t\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x32\xa1\x04\n\x05\x41gent\x12\x46\n\x06Launch\x12\x1d.nutshell.agent.LaunchRequest\x1a\x1b.nutshell.agent.LaunchReply\"\x00\x12I\n\x07\x43ommand\x12\x1e.nutshell.agent.CommandRequest\x1a\x1c.nutshell.agent.CommandReply\"\x00\x12X\n\x0c\x43ommandBatch\x12#.nutshell.agent.CommandBatchRequest\x1a!.nutshell.agent.CommandBatchReply\"\x00\x12@\n\x04Kill\x12\x1b.nutshell.agent.KillRequest\x1a\x19.nutshell.agent.KillReply\"\x00\x12O\n\tListTasks\x12 .nutshell.agent.ListTasksRequest\x1a\x1e.nutshell.agent.ListTasksReply\"\x00\x12G\n\x06\x45vents\x12\x1d.nutshell.agent.EventsRequest\x1a\x1a.nutshell.agent.AgentEvent\"\x00\x30\x01\x12O\n\tHeartbeat\x12 .nutshell.agent.HeartbeatRequest\x1a\x1e.nutshell.agent.HeartbeatReply\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,31 +38,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMMANDREQUEST']._serialized_start=178
   _globals['_COMMANDREQUEST']._serialized_end=213
   _globals['_COMMANDREPLY']._serialized_start=215
-  _globals['_COMMANDREPLY']._serialized_end=248
-  _globals['_COMMANDBATCHREQUEST']._serialized_start=250
-  _globals['_COMMANDBATCHREQUEST']._serialized_end=290
-  _globals['_COMMANDOUTCOME']._serialized_start=292
-  _globals['_COMMANDOUTCOME']._serialized_end=356
-  _globals['_COMMANDBATCHREPLY']._serialized_start=358
-  _globals['_COMMANDBATCHREPLY']._serialized_end=427
-  _globals['_KILLREQUEST']._serialized_start=429
-  _globals['_KILLREQUEST']._serialized_end=459
-  _globals['_KILLREPLY']._serialized_start=461
-  _globals['_KILLREPLY']._serialized_end=472
-  _globals['_LISTTASKSREQUEST']._serialized_start=474
-  _globals['_LISTTASKSREQUEST']._serialized_end=492
-  _globals['_TASKINFO']._serialized_start=495
-  _globals['_TASKINFO']._serialized_end=670
-  _globals['_LISTTASKSREPLY']._serialized_start=672
-  _globals['_LISTTASKSREPLY']._serialized_end=785
-  _globals['_EVENTSREQUEST']._serialized_start=787
-  _globals['_EVENTSREQUEST']._serialized_end=835
-  _globals['_AGENTEVENT']._serialized_start=837
-  _globals['_AGENTEVENT']._serialized_end=899
-  _globals['_HEARTBEATREQUEST']._serialized_start=901
-  _globals['_HEARTBEATREQUEST']._serialized_end=919
-  _globals['_HEARTBEATREPLY']._serialized_start=921
-  _globals['_HEARTBEATREPLY']._serialized_end=993
-  _globals['_AGENT']._serialized_start=996
-  _globals['_AGENT']._serialized_end=1541
+  _globals['_COMMANDREPLY']._serialized_end=261
+  _globals['_COMMANDBATCHREQUEST']._serialized_start=263
+  _globals['_COMMANDBATCHREQUEST']._serialized_end=303
+  _globals['_COMMANDOUTCOME']._serialized_start=305
+  _globals['_COMMANDOUTCOME']._serialized_end=382
+  _globals['_COMMANDBATCHREPLY']._serialized_start=384
+  _globals['_COMMANDBATCHREPLY']._serialized_end=453
+  _globals['_KILLREQUEST']._serialized_start=455
+  _globals['_KILLREQUEST']._serialized_end=485
+  _globals['_KILLREPLY']._serialized_start=487
+  _globals['_KILLREPLY']._serialized_end=498
+  _globals['_LISTTASKSREQUEST']._serialized_start=500
+  _globals['_LISTTASKSREQUEST']._serialized_end=518
+  _globals['_TASKINFO']._serialized_start=521
+  _globals['_TASKINFO']._serialized_end=696
+  _globals['_LISTTASKSREPLY']._serialized_start=698
+  _globals['_LISTTASKSREPLY']._serialized_end=811
+  _globals['_EVENTSREQUEST']._serialized_start=813
+  _globals['_EVENTSREQUEST']._serialized_end=861
+  _globals['_AGENTEVENT']._serialized_start=863
+  _globals['_AGENTEVENT']._serialized_end=925
+  _globals['_HEARTBEATREQUEST']._serialized_start=927
+  _globals['_HEARTBEATREQUEST']._serialized_end=945
+  _globals['_HEARTBEATREPLY']._serialized_start=947
+  _globals['_HEARTBEATREPLY']._serialized_end=1019
+  _globals['_AGENT']._serialized_start=1022
+  _globals['_AGENT']._serialized_end=1567
 # @@protoc_insertion_point(module_scope)

@@ -31,10 +31,12 @@ class CommandRequest(_message.Message):
     def __init__(self, body_json: _Optional[str] = ...) -> None: ...
 
 class CommandReply(_message.Message):
-    __slots__ = ("body_json",)
+    __slots__ = ("body_json", "seq")
     BODY_JSON_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     body_json: str
-    def __init__(self, body_json: _Optional[str] = ...) -> None: ...
+    seq: int
+    def __init__(self, body_json: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class CommandBatchRequest(_message.Message):
     __slots__ = ("body_json",)
@@ -43,14 +45,16 @@ class CommandBatchRequest(_message.Message):
     def __init__(self, body_json: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CommandOutcome(_message.Message):
-    __slots__ = ("body_json", "code", "error")
+    __slots__ = ("body_json", "code", "error", "seq")
     BODY_JSON_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     body_json: str
     code: int
     error: str
-    def __init__(self, body_json: _Optional[str] = ..., code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+    seq: int
+    def __init__(self, body_json: _Optional[str] = ..., code: _Optional[int] = ..., error: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class CommandBatchReply(_message.Message):
     __slots__ = ("outcomes",)

@@ -112,8 +112,8 @@ class AgentServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Events(self, request, context):
-        """StatusUpdate / DeviceEvent / AnnounceTaskPIDEvent bodies with seq > after (of the same
-        instance), then live ones.
+        """StatusUpdate / DeviceEvent / AnnounceTaskPIDEvent bodies, and the MesosCommandResponse
+        of every transition, with seq > after (of the same instance), then live ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

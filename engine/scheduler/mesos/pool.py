@@ -612,7 +612,7 @@ class MesosAgentPool:
 
     def _report(self, agent: str, body: dict[str, Any]) -> None:
         try:
-            self._on_event(agent, body)
+            self._on_event(agent, body, 0)  # framework messages carry no event seq
         except Exception:  # one bad report must not stop the others
             log.exception("agent %s: handling report %s failed", agent, body)
 
