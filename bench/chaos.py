@@ -12,14 +12,23 @@ fault:
 - task: SIGKILL one of the environment's task processes;
 - executor: SIGKILL one agent's executor (its tasks die with it);
 - engine: SIGKILL the core, start a new one (it re-adopts what runs);
-- channel: SIGSTOP an executor for 3 s, then SIGCONT (shorter than a command's
-  deadline: the engine just waits).
+- channel: SIGSTOP an executor for 1 s, then SIGCONT (shorter than the heartbeat
+  timeout and a command's deadline: the engine just waits);
+- partition: SIGSTOP an executor past the heartbeat timeout (3 s here), then SIGCONT:
+  the engine calls the agent unreachable (its tasks lost, their environment in ERROR)
+  and, once it answers again, takes its tasks' real states back.
 
 Half of the faults strike while the transition is held at its task phase (one task is
 frozen with SIGSTOP until the fault is done), the others after a random delay (before,
-during or after the transition). After each cycle, once no transition runs:
+during or after the transition). One cycle in LIFECYCLE_SHARE instead destroys an
+environment and creates another, the core SIGKILLed at a random moment of the destroy
+or of the create: a destroy cut short leaves the environment listed (and a second
+destroy must work); a creation cut short is undone by the next core, or, if it ended
+before the kill, the environment is there, CONFIGURED. After each cycle, once no
+transition runs:
 
-1. no environment is lost: every one the bench made and did not destroy is listed;
+1. no environment is lost: every one the bench made and did not destroy is listed, and
+   none is listed that the bench did not make (a creation cut short left nothing);
 2. no run number is given twice: every START's number is above all before it;
 3. consistency: an environment's tasks agree with its state (ERROR excepted);
 4. no orphan: every dummy process of this bench belongs to a task the engine lists.
@@ -57,7 +66,7 @@ import psutil  # noqa: E402
 
 from env_lifecycle import AGENTS, settings  # noqa: E402
 
-FAULTS = ("none", "task", "executor", "engine", "channel")
+FAULTS = ("none", "task", "executor", "engine", "channel", "partition")
 NEXT = {"CONFIGURED": ("START", "RESET"), "RUNNING": ("STOP",), "DEPLOYED": ("CONFIGURE",)}
 OCC_EVENT = {"START": "START", "STOP": "STOP", "RESET": "RESET", "CONFIGURE": "CONFIGURE"}
 # An environment's state and its tasks' (ERROR: any). A task dying in DEPLOYED does not
@@ -65,7 +74,14 @@ OCC_EVENT = {"START": "START", "STOP": "STOP", "RESET": "RESET", "CONFIGURE": "C
 # fails instead.
 CONSISTENT = {"CONFIGURED": {"CONFIGURED"}, "RUNNING": {"RUNNING"},
               "DEPLOYED": {"STANDBY", "ERROR"}}
-CHANNEL_CUT = 3.0  # seconds an executor is paused: well within a command's deadline (100 s)
+HEARTBEAT = "heartbeat:\n  interval: 0.5\n  timeout: 3\n"  # added to the bench's nutshell.yaml
+LIFECYCLE_SHARE = 6  # one cycle in six is a destroy + create with the core killed in it
+# Seconds into the destroy or the create at most that the core is killed: about as long
+# as each takes with four dummies.
+KILL_WITHIN = {"CREATE": 2.0, "DESTROY": 0.4}
+CHANNEL_CUT = 1.0  # seconds an executor is paused: within the heartbeat timeout
+PARTITION = 5.0  # seconds an executor is paused: past the heartbeat timeout
+HEAL = 2.0  # seconds for the engine to hear from a partitioned executor again
 SETTLE = 60.0  # seconds for an environment to have no transition under way
 CYCLE_LIMIT = 300.0  # seconds for a whole cycle: past it, the run stops and tells where it hung
 
@@ -219,8 +235,59 @@ class Chaos:
                 raise RuntimeError(f"{environment_id} still runs {info.current_transition}")
             await asyncio.sleep(0.1)
 
+    async def lifecycle(self) -> None:
+        """Destroy an environment and create another, the core SIGKILLed at a random moment
+        of one of the two; the next core must have finished or undone what was cut."""
+        environment_id = self.rng.choice(self.live)
+        await self.settled(environment_id)
+        phase = self.rng.choice(("DESTROY", "CREATE"))
+        remote = self.core.remote
+        if phase == "DESTROY":
+            action = remote.destroy_environment(environment_id, user="chaos")
+        else:
+            await remote.destroy_environment(environment_id, user="chaos")
+            self.live.remove(environment_id)
+            action = remote.create_environment(self.reference, user="chaos")
+        call = asyncio.create_task(action)
+        await asyncio.sleep(self.rng.random() * KILL_WITHIN[phase])
+        await self.core.kill()
+        try:
+            answer = await call
+            outcome = answer.state
+        except Exception as error:  # the core died under the call
+            answer, outcome = None, type(error).__name__
+        await self.core.restart()
+        listed = {info.id: info for info in await self.core.remote.list_environments()}
+        if phase == "DESTROY":
+            self.live.remove(environment_id)
+            if environment_id in listed:  # cut short: a second destroy must work
+                info = await self.settled(environment_id)
+                outcome += f"→listed {info.state}"
+                try:
+                    await self.core.remote.destroy_environment(environment_id, user="chaos")
+                except Exception as error:
+                    self.violated(f"second destroy of {environment_id}: {error}")
+            await self.create()
+        else:
+            made = [info for info_id, info in listed.items() if info_id not in self.live]
+            for info in made:  # a creation that ended before the kill
+                info = await self.settled(info.id)
+                if info.state != "CONFIGURED":
+                    self.violated(f"a creation cut short left {info.id} in {info.state}")
+                outcome += f"→kept {info.state}"
+                self.live.append(info.id)
+            if not made:
+                outcome += "→undone"
+                await self.create()
+        self.outcomes[("engine", phase)][outcome] += 1
+        await self.check()
+        self.cycles += 1
+
     async def cycle(self) -> None:
         from engine.scheduler.local_agent import find_running
+        if self.rng.randrange(LIFECYCLE_SHARE) == 0:
+            await self.lifecycle()
+            return
         environment_id = self.rng.choice(self.live)
         info = await self.settled(environment_id)
         if info.state == "ERROR":  # the last fault reached it too (a shared agent)
@@ -279,13 +346,15 @@ class Chaos:
                 os.kill(self.rng.choice(pids), signal.SIGKILL)
             elif fault == "engine":
                 await self.core.kill()
-            elif fault == "channel" and pids:
+            elif fault in ("channel", "partition") and pids:
                 pid = self.rng.choice(pids)
                 os.kill(pid, signal.SIGSTOP)
                 try:
-                    await asyncio.sleep(CHANNEL_CUT)
+                    await asyncio.sleep(CHANNEL_CUT if fault == "channel" else PARTITION)
                 finally:
                     os.kill(pid, signal.SIGCONT)
+                if fault == "partition":
+                    await asyncio.sleep(HEAL)
 
     def violated(self, what: str) -> None:
         self.violations.append(what)
@@ -306,6 +375,9 @@ class Chaos:
         lost = set(self.live) - set(listed)
         if lost:
             self.violated(f"cycle {self.cycles}: environments lost: {sorted(lost)}")
+        strays = set(listed) - set(self.live)
+        if strays:
+            self.violated(f"cycle {self.cycles}: environments nobody made: {sorted(strays)}")
         owned: set[int] = set()
         for environment_id in self.live:
             info = await self.settled(environment_id)
@@ -325,7 +397,7 @@ class Chaos:
 async def run(minutes: float, seed: int, home: Path, repo: Path, tag: str) -> Chaos:
     from engine import Engine, WorkingDirectory
     workdir = WorkingDirectory(home).ensure()
-    workdir.settings_file.write_text(settings())
+    workdir.settings_file.write_text(settings() + HEARTBEAT)
     core = Core(home)
     await core.start()
     added = await core.remote.add_repo(str(repo), "master")
