@@ -78,7 +78,7 @@ HEARTBEAT = "heartbeat:\n  interval: 0.5\n  timeout: 3\n"  # added to the bench'
 LIFECYCLE_SHARE = 6  # one cycle in six is a destroy + create with the core killed in it
 # Seconds into the destroy or the create at most that the core is killed: about as long
 # as each takes with four dummies.
-KILL_WITHIN = {"CREATE": 2.0, "DESTROY": 0.4}
+KILL_WITHIN = {"CREATE": 2.0, "DESTROY": 0.1}
 CHANNEL_CUT = 1.0  # seconds an executor is paused: within the heartbeat timeout
 PARTITION = 5.0  # seconds an executor is paused: past the heartbeat timeout
 HEAL = 2.0  # seconds for the engine to hear from a partitioned executor again

@@ -488,6 +488,29 @@ async def test_a_full_disk_fails_the_transition_naming_the_store(
     assert (await engine_.destroy_environment(info.id)).state == "DONE"
 
 
+async def test_a_full_disk_refuses_a_creation_before_anything_is_launched(
+        small_disk: Path, setup: Setup, engine: tuple[Engine, str]) -> None:
+    """A creation is stored (marked as under way) before anything is launched: on a full
+    disk it is refused naming the store, nothing is deployed and nothing is kept."""
+    engine_, reference = engine
+    first = await engine_.create_environment(reference)  # the executors run from here on
+    assert (await engine_.destroy_environment(first.id)).state == "DONE"
+    ballast = fill(small_disk)
+    try:
+        with pytest.raises(StoreError) as failed:
+            await engine_.create_environment(reference)
+    finally:
+        ballast.unlink()
+    message = str(failed.value)
+    assert "database or disk is full" in message and str(setup.workdir.store) in message
+    assert await engine_.list_environments() == []
+    assert dummies(executor_children(setup.workdir)) == set()  # nothing was launched
+    info = await engine_.create_environment(reference)  # there is room again
+    started = await engine_.control_environment(info.id, "START")
+    assert started.ok and started.run_number == 1
+    assert (await engine_.destroy_environment(info.id)).state == "DONE"
+
+
 # ------------------------------------------------------------------ the engine dies
 
 HOST = textwrap.dedent("""

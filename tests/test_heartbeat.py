@@ -168,6 +168,8 @@ async def test_a_channel_cut_past_the_heartbeat_errors_the_environment_then_heal
             [row] = [row for row in info.last_result if row.role_path == "faults.victim"]
             assert "faults.victim" in row.reason and "ERROR" in row.reason, row
             assert not gone(pid)  # alive behind the cut: not killed, not forgotten
+            listed = {t.task_id: t for t in await engine.list_tasks()}  # a2 not asked
+            assert listed[victim_id].state == "ERROR" and listed[victim_id].locked
             with pytest.raises(TransitionFailed, match=r"agent\(s\) a2 unreachable"):
                 await engine.control_environment(environment_id, "RECOVER")
             relay.heal()

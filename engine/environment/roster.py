@@ -20,6 +20,7 @@ from engine.environment.environment import Environment, TaskInfo, UnknownEnviron
 from engine.environment.roleglob import compile_role_glob
 from engine.environment.teardown import KILL_TIMEOUT
 from engine.scheduler.local_agent import LocalAgentError, RemoteTask
+from engine.scheduler.local_pool import unreachable
 from executor.redaction import redact_mapping
 from engine.workflow.roles import Role
 
@@ -118,10 +119,12 @@ class Roster:
             if not await agents.executors_running():
                 return []
             await agents.start()
+        reachable = {name: client for name, client in agents.clients.items()
+                     if not unreachable(agents, name)}  # not a listing's deadline per call
         listings = await asyncio.gather(*(client.list_tasks() for client in
-                                          agents.clients.values()), return_exceptions=True)
+                                          reachable.values()), return_exceptions=True)
         found: list[tuple[str, RemoteTask]] = []
-        for name, listing in zip(list(agents.clients), listings):
+        for name, listing in zip(list(reachable), listings):
             if isinstance(listing, BaseException):
                 if not isinstance(listing, LocalAgentError):
                     raise listing
