@@ -113,8 +113,8 @@ class MesosCluster:
 
     def read_sandbox_file(self, agent_name: str, framework_id: str, executor_id: str,
                           name: str) -> str:
-        """A file of an executor's sandbox, fetched as the engine does: the agent's
-        /files/download."""
+        """A file of an executor's sandbox, whole, through the agent's /files/download: the
+        reference the engine's own reader (/files/read, from the end) is checked against."""
         agent = self.agent(agent_name)
         path = agent.sandbox(framework_id, executor_id) / name
         query = urllib.parse.urlencode({"path": str(path)})

@@ -13,7 +13,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,7 @@ from engine import (
     WorkingDirectory,
 )
 from engine.api import RemoteEngine
+from engine.logtail import LOG_CHUNK
 from engine.scheduler.local_agent import LocalAgentError
 from engine.scheduler.mesos import offer_holder
 from engine.scheduler.mesos.framework import REFUSE_SECONDS
@@ -36,6 +42,7 @@ from engine.scheduler.mesos.launcher import Launch, fit
 from engine.scheduler.mesos.offer_book import OfferBook, parse_offer
 from engine.scheduler.mesos.pool import MesosAgentPool
 from engine.scheduler.mesos.responses import PendingResponses
+from engine.scheduler.mesos.sandbox_log import read_sandbox_log
 from engine.scheduler.mesos.settings import (
     Backend,
     MesosSettings,
@@ -49,6 +56,7 @@ from engine.task.taskclass import PortRange, Wants
 from tests.conftest import free_port, make_template_repo
 from tests.mesos_cluster import MesosCluster, mesos_cluster  # noqa: F401 (the fixture)
 from tests.test_environment_e2e import DUMMY, FAIRMQ, SAMPLER_BIND, until_idle
+from tests.test_sandbox_log import mesos_read_reply
 
 HOSTS = ("flp001", "flp002", "flp003")
 
@@ -123,6 +131,22 @@ roles:
       load: dummy
 """
 
+# A long-running task with a large log: the dummy, after 400 000 filler lines (20 MB).
+FILLER_LINES = 400_000
+LOUD = DUMMY.replace("name: dummy", "name: loud").replace(
+    'value: "exec ', f"value: \"seq -f 'filler %07.0f {'x' * 34}' {FILLER_LINES}; exec ")
+
+LOUD_WORKFLOW = """\
+name: loud
+roles:
+  - name: loud
+    constraints:
+      - attribute: machine_id
+        value: flp002
+    task:
+      load: loud
+"""
+
 SETTINGS = """\
 backend: mesos
 mesos:
@@ -142,7 +166,9 @@ async def engine(tmp_path: Path, mesos_cluster: MesosCluster  # noqa: F811
         "workflows/spread.yaml": WORKFLOW,
         "workflows/nowhere.yaml": NOWHERE,
         "workflows/pair.yaml": PAIR,
+        "workflows/loud.yaml": LOUD_WORKFLOW,
         "tasks/dummy.yaml": DUMMY,
+        "tasks/loud.yaml": LOUD,
         "tasks/fairmq-sampler.yaml": FAIRMQ.format(name="fairmq-sampler", channels=SAMPLER_BIND,
                                                    python=sys.executable),
         "tasks/fairmq-sink.yaml": FAIRMQ.format(name="fairmq-sink", channels="",
@@ -516,7 +542,7 @@ async def test_recover_deploys_a_killed_task_again_on_revived_offers(
 
 async def test_task_logs_come_from_the_agents_sandbox(
         engine: tuple[Engine, str], mesos_cluster: MesosCluster) -> None:  # noqa: F811
-    """The engine reads a task's log from its agent (`/files/download` of the sandbox), not
+    """The engine reads a task's log from its agent (`/files/read` of the sandbox), not
     from the logPath symlink the executor leaves on the node; a log the agent cannot serve
     is an error naming the agent and the path."""
     engine_, workflows = engine
@@ -540,6 +566,84 @@ async def test_task_logs_come_from_the_agents_sandbox(
         await engine_.task_log(task.task_id, 5)
     assert "flp002" in str(error.value) and f"{task.task_id}.log" in str(error.value)
     assert "404" in str(error.value)
+    assert (await engine_.destroy_environment(made.id)).state == "DONE"
+
+
+class CountingProxy:
+    """A plain HTTP proxy in front of one agent that counts the body bytes it relays, by
+    endpoint path: what reading a log really costs on the wire."""
+
+    def __init__(self, upstream: str) -> None:
+        self.relayed: dict[str, int] = {}
+        proxy = self
+
+        class Relay(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                try:
+                    with urllib.request.urlopen(f"http://{upstream}{self.path}",
+                                                timeout=10) as reply:
+                        status, body = reply.status, reply.read()
+                except urllib.error.HTTPError as error:
+                    status, body = error.code, error.read()
+                endpoint = urllib.parse.urlsplit(self.path).path
+                proxy.relayed[endpoint] = proxy.relayed.get(endpoint, 0) + len(body)
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Relay)
+        self.endpoint = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True)
+
+    def __enter__(self) -> CountingProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+async def test_a_large_log_is_read_from_its_end_not_downloaded(
+        engine: tuple[Engine, str], mesos_cluster: MesosCluster) -> None:  # noqa: F811
+    """A task that wrote 20 MB: its last 50 lines cost one chunk from the end of the file
+    (`/files/read`), measured on the wire by a proxy in front of the real agent; and the
+    agent's replies are byte for byte those the fake agent of tests/test_sandbox_log.py
+    sends, raw non-UTF-8 bytes and escapes included."""
+    engine_, workflows = engine
+    made = await engine_.create_environment(workflows + "loud@master")
+    [task] = made.tasks
+    [framework] = [f for f in mesos_cluster.state()["frameworks"]
+                   if f["name"] == "nutshell-test"]
+    agent = mesos_cluster.agent("flp002")
+    sandbox = agent.sandbox(framework["id"], "nutshell-executor-flp002").resolve()
+    content = (sandbox / f"{task.task_id}.log").read_bytes()
+    assert content.count(b"filler ") == FILLER_LINES and len(content) > 20_000_000
+    expected = "".join(content.decode().splitlines(keepends=True)[-50:])
+    assert b"filler %07d" % FILLER_LINES in expected.encode()  # the tail spans both writers
+
+    with CountingProxy(agent.endpoint) as proxy:
+        got = await asyncio.to_thread(read_sandbox_log, "flp002", proxy.endpoint,
+                                      framework["id"], task.task_id, 50)
+    assert got == expected
+    assert set(proxy.relayed) == {"/state", "/files/read"}
+    assert proxy.relayed["/files/read"] < 2 * LOG_CHUNK  # JSON: the bytes plus escapes
+    assert await engine_.task_log(task.task_id, 50) == expected
+
+    every_byte = bytes(range(256)) * 2
+    (sandbox / "every-byte.log").write_bytes(every_byte)
+    path = str(sandbox / "every-byte.log")
+    for offset, length, data in ((-1, None, b""), (0, 512, every_byte), (3, 100, every_byte[3:103])):
+        query = {"path": path, "offset": str(offset)} | ({"length": str(length)} if length else {})
+        with urllib.request.urlopen(f"{agent.url}/files/read?{urllib.parse.urlencode(query)}",
+                                    timeout=10) as reply:
+            assert reply.read() == mesos_read_reply(data, len(every_byte) if offset < 0 else offset)
     assert (await engine_.destroy_environment(made.id)).state == "DONE"
 
 

@@ -218,7 +218,7 @@ class MesosAgentPool:
 
     async def task_log(self, agent: str, task_id: str, log_path: str, lines: int) -> str:
         """The last `lines` lines of the task's output, fetched from its executor's sandbox
-        on the agent running it (`/files/download`): the engine needs no view of that
+        on the agent running it (`/files/read`, its end only): the engine needs no view of that
         node's disk (`log_path` is the engine-side name, not read here)."""
         known = self._agents.get(agent)
         if known is None or not known.endpoint:
