@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from console.tui.command_line import (
 from console.tui.components.environments_view import EnvironmentsView
 from console.tui.events_pane import EventsPane, event_text
 from console.tui.state_badge import state_style
+from console.tui.tab_completion import CURRENT_STYLE, ELLIPSIS, hint_line
 from engine import EnvironmentEvent, EventKind
 from engine.api.client import RemoteEngine
 from tests.test_core_api import start_core
@@ -51,6 +54,38 @@ async def run_line(pilot: Pilot[int], line: str) -> list[str]:
     await until(pilot, lambda: len(screen.codes) > ran and not screen.running, f"`{line}` done")
     await pilot.pause()
     return screen.output.plain()[before:]
+
+
+def put(screen: CommandScreen, text: str) -> None:
+    """The line as if typed: `text`, the cursor at its end."""
+    screen.line.value = text
+    screen.line.cursor_position = len(text)
+
+
+async def tab(pilot: Pilot[int], key: str = "tab") -> None:
+    """Press tab (or shift+tab) and wait until its completion is done."""
+    await pilot.press(key)
+    await until(pilot, lambda: not any(worker.group == "completion" and not worker.is_finished
+                                       for worker in pilot.app.workers), f"{key} completed")
+    await pilot.pause()
+
+
+def highlighted(screen: CommandScreen) -> list[str]:
+    """The words of the hint shown as the current one."""
+    shown = screen.hint.render()
+    return [shown.plain[span.start:span.end] for span in shown.spans
+            if span.style == CURRENT_STYLE]
+
+
+@contextmanager
+def hung(app: ConsoleApp) -> Iterator[None]:
+    """The in-process engine stuck: its thread blocked until the block ends."""
+    gate = threading.Event()
+    app.engine._loop.call_soon_threadsafe(gate.wait)  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        gate.set()
 
 
 def pane_text(app: ConsoleApp) -> str:
@@ -103,11 +138,11 @@ async def test_the_line_runs_the_shells_commands_and_the_pane_shows_events(home:
         assert screen.line.value == "env list"
         await pilot.press("down", "down")
         assert screen.line.value == "env sh"
-        screen.line.value = "env li"
-        await pilot.press("tab")  # the completion of the word being typed
+        put(screen, "env li")
+        await tab(pilot)  # the completion of the word being typed
         assert screen.line.value == "env list "
-        screen.line.value = f"env show {env_id[:3]}"
-        await pilot.press("tab")  # the engine's environment ids
+        put(screen, f"env show {env_id[:3]}")
+        await tab(pilot)  # the engine's environment ids
         assert screen.line.value == f"env show {env_id} "
         screen.line.value = ""
 
@@ -272,3 +307,116 @@ async def test_the_line_and_the_pane_on_a_core(home: Home) -> None:
             await pilot.press("q")
     finally:
         core.stop()
+
+
+async def test_tab_completes_the_common_prefix_then_cycles_with_a_hint(home: Home) -> None:
+    app = ConsoleApp(home.workdir)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("colon")
+        screen = command_screen(app)
+        assert screen.hint.plain == "" and not screen.hint.display
+
+        put(screen, "repo def")  # `default` and `default-revision`: their common prefix
+        await tab(pilot)
+        assert screen.line.value == "repo default" and screen.line.cursor_position == 12
+        assert screen.hint.plain == "default  default-revision" and highlighted(screen) == []
+        assert screen.hint.region.y == screen.line.region.y + 1  # the line under the input
+        await tab(pilot)  # it adds nothing more: tab cycles
+        assert screen.line.value == "repo default" and highlighted(screen) == ["default"]
+        await tab(pilot)
+        assert screen.line.value == "repo default-revision"
+        assert highlighted(screen) == ["default-revision"]
+        await tab(pilot)  # round again
+        assert screen.line.value == "repo default" and highlighted(screen) == ["default"]
+        await tab(pilot, "shift+tab")  # and back
+        assert screen.line.value == "repo default-revision"
+        assert screen.hint.plain == "default  default-revision"
+
+        put(screen, "env c")  # the prefix adds nothing: the first tab cycles already
+        await pilot.pause()
+        assert screen.hint.plain == ""  # the line changed: the hint went
+        await tab(pilot)
+        assert screen.line.value == "env create" and highlighted(screen) == ["create"]
+        assert screen.hint.plain == "create  c  control  ctl  ct"
+        await tab(pilot, "shift+tab")
+        await tab(pilot, "shift+tab")
+        assert screen.line.value == "env ctl" and highlighted(screen) == ["ctl"]
+        await pilot.press("backspace")  # typing ends the cycle and takes the hint away
+        assert screen.line.value == "env ct" and screen.hint.plain == ""
+        await tab(pilot)  # a new cycle, over what matches `ct`
+        assert screen.line.value == "env ctl" and screen.hint.plain == "ctl  ct"
+        await pilot.press("space")
+        assert screen.hint.plain == ""
+
+        put(screen, "env wa")  # a single match: the whole word and a space, no hint
+        await tab(pilot)
+        assert screen.line.value == "env watch " and screen.hint.plain == ""
+        put(screen, "env ct x -e sta")  # events in any case, offered as the command takes them
+        await tab(pilot)
+        assert screen.line.value == "env ct x -e START"
+        assert screen.hint.plain == "START_ACTIVITY  START"
+        put(screen, "env ct x -e rec -a")  # completed at the cursor; what follows stays
+        screen.line.cursor_position = len("env ct x -e rec")
+        await tab(pilot)
+        assert screen.line.value == "env ct x -e RECOVER -a"
+        assert screen.line.cursor_position == len("env ct x -e RECOVER")
+
+        put(screen, "zz")  # nothing matches: the hint says so until the line changes
+        await tab(pilot)
+        assert screen.line.value == "zz" and screen.hint.plain == "no match for zz"
+        put(screen, "env show ")  # the engine's environment ids: there are none
+        await tab(pilot)
+        assert screen.line.value == "env show " and screen.hint.plain == "no match"
+        await pilot.press("enter")  # running the line takes the hint away
+        await until(pilot, lambda: not screen.running and screen.hint.plain == "", "run")
+        await pilot.press("escape")
+
+
+async def test_tab_cycles_the_engines_names_and_a_hung_engine_costs_a_hint(home: Home) -> None:
+    app = ConsoleApp(home.workdir)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("colon")
+        screen = command_screen(app)
+        await run_line(pilot, f"repo add {home.repo}")
+        put(screen, "env create -w ")
+        await tab(pilot)  # the templates the engine knows (the demo's and ours)
+        names = screen.hint.words
+        assert {"demo", "pub"} <= set(names), names  # the public ones
+        assert screen.line.value == f"env create -w {names[0]}"
+        await tab(pilot)
+        assert screen.line.value == f"env create -w {names[1]}"
+        assert highlighted(screen) == [names[1]]
+        await tab(pilot, "shift+tab")
+        await tab(pilot, "shift+tab")
+        assert screen.line.value == f"env create -w {names[-1]}"
+
+        assert screen.tab is not None
+        screen.tab.timeout = 0.5
+        with hung(app):
+            put(screen, "env show ")
+            await pilot.press("tab")  # the engine is asked and does not answer
+            await pilot.press("x")  # meanwhile the line takes keys
+            assert screen.line.value == "env show x"
+            await pilot.press("backspace", "tab")
+            await until(pilot, lambda: screen.hint.plain.startswith(
+                "the engine did not answer within 0.5 s"), "the hint on the hung engine")
+            assert screen.line.value == "env show "
+        await tab(pilot)  # the engine back: it has no environments
+        assert screen.hint.plain == "no match"
+        await pilot.press("escape")
+
+
+def test_the_hint_keeps_the_current_candidate_in_view_and_cuts_the_rest() -> None:
+    words = tuple(f"word{number:02}" for number in range(10))  # 6 cells each, 2 between
+    assert hint_line(words, -1, 80).plain == "  ".join(words)
+    first = hint_line(words, 0, 30)
+    assert first.plain == f"word00  word01  word02  {ELLIPSIS}"
+    assert [first.plain[span.start:span.end] for span in first.spans
+            if span.style == CURRENT_STYLE] == ["word00"]
+    later = hint_line(words, 6, 30)
+    assert later.plain == f"{ELLIPSIS}  word04  word05  word06  {ELLIPSIS}"  # 28 cells
+    last = hint_line(words, 9, 30)
+    assert last.plain == f"{ELLIPSIS}  word07  word08  word09"
+    assert len(hint_line(("a" * 50,), 0, 20).plain) == 20

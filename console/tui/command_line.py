@@ -5,8 +5,10 @@ parser, `help`, `exit`), and runs with the same handler and error handling
 (headless.run_command) on the app's engine, in-process or a core. What a command
 prints (stdout and stderr, read while it runs) goes line by line into the output
 above the line, states coloured as in the shell, errors in the theme's error
-colour. Commands run in a worker, so `env watch` follows along while the console
-stays live; escape or ctrl+c stops the running command, escape again closes.
+colour. Tab completes as a shell does (console.tui.tab_completion: the common prefix,
+then a cycle through the matches, listed under the line). Commands run in a worker, so
+`env watch` follows along while the console stays live; escape or ctrl+c stops the
+running command, escape again closes.
 A read-only console refuses the commands that change anything (MUTATING_COMMANDS).
 """
 from __future__ import annotations
@@ -18,8 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, TextIO
 
-from prompt_toolkit.completion import CompleteEvent
-from prompt_toolkit.document import Document
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -35,6 +35,12 @@ from console.shell.colour import StateHighlighter
 from console.shell.completion import CommandCompleter
 from console.shell.line import LineKind, command_name, help_lines, read_line
 from console.shell.parser import LineError, build_parser
+from console.tui.tab_completion import (
+    COMPLETION_TIMEOUT,
+    CompletionHint,
+    TabCompletion,
+    find_matches,
+)
 
 if TYPE_CHECKING:
     from console.client import AnyEngine
@@ -158,8 +164,9 @@ class CommandOutput(RichLog):
 
 
 class CommandSuggester(Suggester):
-    """The rest of the word being typed, from the shell's completer (commands, actions,
-    flags, environment and task ids, template names, events)."""
+    """The rest of the word being typed, greyed after the cursor: the first of the shell
+    completer's matches (commands, actions, flags, environment and task ids, template names,
+    events); an engine slower than COMPLETION_TIMEOUT suggests nothing."""
 
     def __init__(self, completer: CommandCompleter) -> None:
         super().__init__(use_cache=False, case_sensitive=True)
@@ -167,12 +174,10 @@ class CommandSuggester(Suggester):
 
     async def get_suggestion(self, value: str) -> str | None:
         try:
-            async for completion in self.completer.get_completions_async(
-                    Document(value), CompleteEvent(completion_requested=True)):
-                return value[:len(value) + completion.start_position] + completion.text
-        except Exception:  # noqa: BLE001 - an engine out of reach: no suggestion, the line works
+            matches = await find_matches(self.completer, value, len(value), COMPLETION_TIMEOUT)
+        except Exception:  # noqa: BLE001 - an engine out of reach or slow: no suggestion
             return None
-        return None
+        return matches.put(matches.words[0])[0] if matches.words else None
 
 
 class CommandScreen(ModalScreen[None]):
@@ -183,7 +188,8 @@ class CommandScreen(ModalScreen[None]):
         Binding("ctrl+c", "stop", "Stop", priority=True),
         Binding("up", "history(-1)", "Older", show=False),
         Binding("down", "history(1)", "Newer", show=False),
-        Binding("tab", "complete", "Complete", show=False),
+        Binding("tab", "complete(1)", "Complete", show=False),
+        Binding("shift+tab", "complete(-1)", "Complete, back", show=False),
         Binding("pageup", "scroll_output(-1)", show=False),
         Binding("pagedown", "scroll_output(1)", show=False),
     ]
@@ -197,16 +203,18 @@ class CommandScreen(ModalScreen[None]):
         self.history = CommandHistory(history)
         self.codes: list[int] = []  # every command's exit code, for the tests
         self._worker: Worker[None] | None = None
+        self.tab: TabCompletion | None = None  # once composed
 
     def compose(self) -> ComposeResult:
         with Vertical(id="command-panel") as panel:
-            panel.border_title = ("command line · enter runs · ↑↓ history · tab completes · "
-                                  "esc stops, then closes")
+            panel.border_title = ("command line · enter runs · ↑↓ history · "
+                                  "tab, shift+tab complete · esc stops, then closes")
             yield CommandOutput()
             with Horizontal(id="prompt-row"):
                 yield Static(":", id="prompt")
                 yield Input(id="line", placeholder="help lists the commands",
                             suggester=CommandSuggester(self.completer))
+            yield CompletionHint()
 
     @property
     def output(self) -> CommandOutput:
@@ -220,7 +228,12 @@ class CommandScreen(ModalScreen[None]):
     def running(self) -> bool:
         return self._worker is not None and not self._worker.is_finished
 
+    @property
+    def hint(self) -> CompletionHint:
+        return self.query_one(CompletionHint)
+
     def on_mount(self) -> None:
+        self.tab = TabCompletion(self.completer, self.line, self.hint)
         self.output.note("the commands of `nutshell shell`" +
                          (" (read-only: commands that change things are refused)"
                           if self.readonly else "") + "; `help` lists them")
@@ -254,18 +267,21 @@ class CommandScreen(ModalScreen[None]):
             self.line.value = entry
             self.line.cursor_position = len(entry)
 
-    async def action_complete(self) -> None:
-        line = self.line
-        suggestion = await line.suggester.get_suggestion(line.value) if line.suggester else None
-        if suggestion and len(suggestion) > len(line.value):
-            line.value = suggestion + " "
-            line.cursor_position = len(line.value)
+    def action_complete(self, step: int) -> None:
+        """Tab (1), shift+tab (-1): in a worker, the engine may be slow to name things."""
+        if self.tab is not None:
+            self.run_worker(self.tab.complete(step), name="tab completion", group="completion",
+                            exclusive=True, exit_on_error=False)
 
     def action_scroll_output(self, pages: int) -> None:
         if pages < 0:
             self.output.scroll_page_up()
         else:
             self.output.scroll_page_down()
+
+    def on_input_changed(self, message: Input.Changed) -> None:
+        if self.tab is not None:
+            self.tab.changed()
 
     # -- running a line -----------------------------------------------------------------
 
