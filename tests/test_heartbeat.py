@@ -222,8 +222,8 @@ async def test_an_environment_destroyed_behind_a_cut_has_its_tasks_killed_when_i
 @pytest.mark.parametrize(("section", "fault"), [
     ("heartbeat: 3", "heartbeat: must be a mapping"),
     ("heartbeat:\n  intervl: 1", "heartbeat.intervl: unknown key"),
-    ("heartbeat:\n  interval: -1", "heartbeat.interval: expected a positive number"),
-    ("heartbeat:\n  timeout: yes", "heartbeat.timeout: expected a positive number"),
+    ("heartbeat:\n  interval: -1", "heartbeat.interval: must be a positive number"),
+    ("heartbeat:\n  timeout: yes", "heartbeat.timeout: must be a positive number"),
     ("heartbeat:\n  interval: 5\n  timeout: 5", "must be longer than the interval"),
 ])
 def test_bad_heartbeat_settings_name_the_file_and_key(section: str, fault: str) -> None:

@@ -78,4 +78,3 @@ async def kill_all(agents: LocalAgentPool, env: Environment,
         return task.row(before)
 
     return list(await asyncio.gather(*(kill(task) for task in env.tasks.values())))
-

@@ -109,7 +109,9 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _positive(value: Any, where: str, default: float) -> float:
+def positive_number(value: Any, where: str, default: float) -> float:
+    """A positive, finite number of nutshell.yaml (`default` when absent); AgentSpecError
+    naming `where` otherwise."""
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -180,8 +182,8 @@ def _agent(name: Any, entry: Any, position: int, origin: str) -> AgentSpec:
         raise AgentSpecError(f"{where}.attributes.{MACHINE_ID}: {declared!r} contradicts the "
                              f"agent's machine_id {machine_id!r}; give it once, as machine_id")
     return AgentSpec(name=text, machine_id=machine_id, attributes=attributes,
-                     cpus=_positive(entry.get("cpus"), f"{where}.cpus", DEFAULT_CPUS),
-                     mem=_positive(entry.get("mem"), f"{where}.mem", DEFAULT_MEM),
+                     cpus=positive_number(entry.get("cpus"), f"{where}.cpus", DEFAULT_CPUS),
+                     mem=positive_number(entry.get("mem"), f"{where}.mem", DEFAULT_MEM),
                      port_ranges=_ports(entry.get("ports"), f"{where}.ports", position))
 
 

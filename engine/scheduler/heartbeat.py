@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.scheduler.agents import AgentSpecError, read_settings
-from engine.scheduler.local_agent import AgentBeat, LocalAgentClient, LocalAgentError
+from engine.scheduler.agents import AgentSpecError, positive_number, read_settings
+from engine.scheduler.local_agent import LocalAgentClient, LocalAgentError
 
 log = logging.getLogger("engine.scheduler")
 
@@ -41,12 +41,6 @@ class HeartbeatSettings:
     timeout: float = DEFAULT_TIMEOUT
 
 
-def _seconds(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise AgentSpecError(f"{where}: expected a positive number of seconds, not {value!r}")
-    return float(value)
-
-
 def parse_heartbeat(document: Any, origin: str) -> HeartbeatSettings:
     """The `heartbeat:` section of a parsed nutshell.yaml; the defaults without one."""
     if not isinstance(document, Mapping) or SECTION not in document:
@@ -59,8 +53,10 @@ def parse_heartbeat(document: Any, origin: str) -> HeartbeatSettings:
     if unknown:
         raise AgentSpecError(f"{origin}: heartbeat.{unknown[0]}: unknown key (known: "
                              f"{', '.join(sorted(_KEYS))})")
-    interval = _seconds(section.get("interval", DEFAULT_INTERVAL), f"{origin}: heartbeat.interval")
-    timeout = _seconds(section.get("timeout", DEFAULT_TIMEOUT), f"{origin}: heartbeat.timeout")
+    interval = positive_number(section.get("interval"), f"{origin}: heartbeat.interval",
+                               DEFAULT_INTERVAL)
+    timeout = positive_number(section.get("timeout"), f"{origin}: heartbeat.timeout",
+                              DEFAULT_TIMEOUT)
     if timeout <= interval:
         raise AgentSpecError(f"{origin}: heartbeat.timeout: {timeout:g} s must be longer than "
                              f"the interval ({interval:g} s), or one late beat is a lost agent")
@@ -78,7 +74,7 @@ class Heartbeat:
 
     def __init__(self, name: str, client: LocalAgentClient, settings: HeartbeatSettings, *,
                  gone: Callable[[], bool], silent: Callable[[str], None],
-                 back: Callable[[AgentBeat, float], Awaitable[bool]]) -> None:
+                 back: Callable[[float], Awaitable[bool]]) -> None:
         self.name = name
         self._client = client
         self._settings = settings
@@ -94,7 +90,7 @@ class Heartbeat:
             began = time.monotonic()
             quiet = began - last_answer
             try:  # the call may use what is left of the timeout, and at least an interval
-                beat = await self._client.heartbeat(max(interval, timeout - quiet))
+                await self._client.heartbeat(max(interval, timeout - quiet))
             except LocalAgentError as error:
                 quiet = time.monotonic() - last_answer
                 if (self.unreachable_since is None and quiet >= timeout
@@ -108,7 +104,7 @@ class Heartbeat:
             else:
                 if self.unreachable_since is not None:
                     silence = time.monotonic() - self.unreachable_since
-                    if await self._back(beat, silence):
+                    if await self._back(silence):
                         log.warning("agent %s answers again after %.0f s", self.name, silence)
                         self.unreachable_since = None
                 last_answer = time.monotonic()

@@ -26,7 +26,6 @@ from engine.logtail import tail
 from engine.scheduler.agents import AgentSpec, load_agents
 from engine.scheduler.heartbeat import Heartbeat, HeartbeatSettings, load_heartbeat
 from engine.scheduler.local_agent import (
-    AgentBeat,
     AgentTaskList,
     LocalAgentClient,
     LocalAgentError,
@@ -144,7 +143,7 @@ class LocalAgentPool:
         beat = self._beats[name] = Heartbeat(
             name, client, self.heartbeat, gone=lambda: self._gone(name),
             silent=lambda why: self._silent(name, why),
-            back=lambda answer, silence: self._back(name, client, answer, silence))
+            back=lambda silence: self._back(name, client, silence))
         self._beating[name] = asyncio.create_task(beat.run(), name=f"heartbeat of agent {name}")
 
     def unreachable(self, agent: str) -> bool:
@@ -157,8 +156,7 @@ class LocalAgentPool:
         if self._on_lost is not None:
             self._on_lost(name, why)
 
-    async def _back(self, name: str, client: LocalAgentClient, beat: AgentBeat,
-                    silence: float) -> bool:
+    async def _back(self, name: str, client: LocalAgentClient, silence: float) -> bool:
         """An unreachable executor answers again: kill what was destroyed meanwhile, then
         report each of its tasks as it really is (TASK_RUNNING with the OCC state it runs
         in, or how it ended). False if it cannot be listed yet (the next beat retries)."""
@@ -176,8 +174,6 @@ class LocalAgentPool:
         except LocalAgentError as error:
             log.warning("agent %s answers heartbeats again but not yet the rest: %s", name, error)
             return False
-        restarted = (" (a new run of its executor: the old one's tasks died with it)"
-                     if beat.instance != self.listings.get(name, listing).instance else "")
         for task in listing.tasks:
             if task.status in ENDED:
                 self._report(name, {"_messageType": "StatusUpdate", "taskId": task.task_id,
@@ -191,7 +187,7 @@ class LocalAgentPool:
                 self._report(name, {"_messageType": "StatusUpdate", "taskId": task.task_id,
                                     "state": "TASK_RUNNING", "taskState": task.state,
                                     "message": f"back in {task.state}: agent {name} answers "
-                                               f"again after {silence:.0f} s{restarted}"},
+                                               f"again after {silence:.0f} s"},
                              listing.last_seq)
         return True
 
