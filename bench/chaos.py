@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Chaos: random faults at random phases of random transitions, invariants after each.
 
-The long cases of the fault matrix (the fast ones are tests/test_faults.py). A
+The long cases of the fault matrix (the fast ones are in tests/faults/). A
 `nutshell core` child process hosts the engine; the bench drives it over gRPC
 (RemoteEngine), like any front-end, so that the engine itself can be SIGKILLed and
 started again. Two environments of four occlib dummies (one per local agent) live

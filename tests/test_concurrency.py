@@ -32,7 +32,7 @@ from tests.conftest import make_template_repo
 from tests.test_core_api import Setup as CoreSetup
 from tests.test_core_api import setup  # noqa: F401  (the fixture: a `nutshell core`)
 from tests.test_environment_e2e import settings
-from tests.test_faults import CONSISTENT, DUMMY, WORKFLOW
+from tests.faults.common import CONSISTENT, DUMMY, WORKFLOW
 
 EVENTS = ("START", "STOP", "RESET", "CONFIGURE")
 # What a client may be answered while others act on the same environments.

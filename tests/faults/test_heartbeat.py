@@ -23,7 +23,7 @@ from engine import Engine, EnvironmentEvent, EnvironmentInfo, Subscription, Tran
 from engine.scheduler.agents import AgentSpecError
 from engine.scheduler.heartbeat import HeartbeatSettings, parse_heartbeat
 from engine.scheduler.local_agent import find_running
-from tests.test_faults import Setup, gone, setup, task  # noqa: F401 (setup: the fixture)
+from tests.faults.common import Setup, gone, task
 
 HEARTBEAT = "heartbeat:\n  interval: 0.2\n  timeout: 1.5\n"
 WAIT = 30.0  # seconds any awaited change may take on a loaded machine
@@ -103,7 +103,7 @@ class SocketCut:
 
 
 @pytest.fixture
-async def cut_a2(setup: Setup) -> AsyncIterator[tuple[Setup, SocketCut, str]]:  # noqa: F811
+async def cut_a2(setup: Setup) -> AsyncIterator[tuple[Setup, SocketCut, str]]:
     """`setup` with a fast heartbeat, an environment created by a first engine, and a2's
     socket behind a relay before the engine under test connects."""
     settings = setup.workdir.settings_file
