@@ -141,6 +141,7 @@ class DeployedTask:
     # answer told on the event stream with a seq not above it is not news.
     state_seq: int = 0
     commanding: bool = False  # this engine waits on a transition of the task
+    kill_owed: bool = False  # destroyed while its agent was unreachable: killed on its return
     # Its full record is in the store: later saves write only what changes (TaskChange).
     stored: bool = field(default=False, compare=False)
 

@@ -100,11 +100,11 @@ from engine.integration import (
     plugins_from_configuration,
 )
 from engine.scheduler.agents import AgentSpec, load_agents
-from engine.scheduler.local_agent import LocalAgentError
+from engine.scheduler.local_agent import AgentTaskList, LocalAgentError
 from engine.scheduler.local_pool import LocalAgentPool
 from engine.scheduler.mesos.backend import BackendChoice, build_pool
 from engine.scheduler.offers import Placement
-from engine.store import AsyncStore, Store
+from engine.store import AsyncStore, OwedKill, Store
 from engine.task.errors import ChannelError
 from engine.templates.functions import new_uid
 from engine.templates.render import TemplateError
@@ -319,10 +319,12 @@ class EnvironmentManager:
         self.tasks.drop(env.tasks)
         self._environments.pop(env.id, None)
         task_ids = list(env.tasks)
+        owed = [OwedKill(t.task_id, t.agent, env.id) for t in env.tasks.values() if t.kill_owed]
 
         def delete(store: Store) -> None:
             if kill:
                 store.tasks.delete(task_ids)
+                store.owed_kills.add(owed)  # an engine that dies first leaves them to the next
             else:
                 store.tasks.release(env.id)
             store.environments.delete(env.id)
@@ -429,10 +431,12 @@ class EnvironmentManager:
         result and a task event; a critical one puts a CONFIGURED or RUNNING environment in
         ERROR through the GO_ERROR path (§1.2). An environment that cannot be rebuilt stays
         in the store untouched and is named in `failures`. One whose creation was cut short
-        (still marked as being created) is not rebuilt but undone (_undo_creation).
+        (still marked as being created) is not rebuilt but undone (_undo_creation). Kills a
+        destroy owed to tasks behind a cut channel are carried out (_settle_owed_kills).
         """
         stored = await asyncio.to_thread(load_stored, self.store.store)
-        if not stored:
+        owed = await self.store.transaction(lambda store: store.owed_kills.list())
+        if not stored and not owed:
             self.recovery = Recovery()
             return self.recovery
         unfinished = [entry for entry in stored if entry.record.creating]
@@ -484,11 +488,40 @@ class EnvironmentManager:
                                           if mismatched else ""))
         launched = [(entry, creation_tasks(entry.record.id, listings)) for entry in unfinished]
         creations = [await self._undo_creation(entry, tasks) for entry, tasks in launched]
+        settled = await self._settle_owed_kills(owed, listings)
         for env in rebuilt:
             await persist(self.store, env)
         self.recovery = Recovery(tuple(env.id for env in rebuilt), tuple(lost), tuple(failures),
-                                 tuple(creations))
+                                 tuple(creations), tuple(settled))
         return self.recovery
+
+    async def _settle_owed_kills(self, owed: list[OwedKill],
+                                 listings: Mapping[str, AgentTaskList]) -> list[str]:
+        """Kills a destroy owed to tasks behind a cut channel, left by an engine that died
+        before their agent answered: carried out if the task still runs, dropped if it is
+        gone; kept for the next engine if its agent cannot be asked or the kill fails.
+        Returns a line per task killed."""
+        settled: list[str] = []
+        killed: list[str] = []
+        for debt in owed:
+            listing = listings.get(debt.agent_id)
+            if listing is None:
+                continue
+            if any(remote.task_id == debt.task_id for remote in listing.tasks):
+                try:
+                    await self.agents.client(debt.agent_id).kill(debt.task_id, KILL_TIMEOUT)
+                except LocalAgentError as error:
+                    if error.code is not grpc.StatusCode.NOT_FOUND:
+                        log.error("recovery: task %s owed a kill, still running: %s",
+                                  debt.task_id, error)
+                        continue
+                killed.append(f"task {debt.task_id} of environment {debt.environment_id}, "
+                              f"destroyed while agent {debt.agent_id} was unreachable, killed")
+                log.warning("recovery: %s", killed[-1])
+            settled.append(debt.task_id)
+        if settled:
+            await self.store.transaction(lambda store: store.owed_kills.delete(settled))
+        return killed
 
     async def _undo_creation(self, entry: StoredEnvironment,
                              launched: list[tuple[str, str]]) -> CreationCutShort:

@@ -92,6 +92,7 @@ class Recovery:
     lost: tuple[TaskRow, ...] = ()  # tasks that died while no engine ran
     failures: tuple[str, ...] = ()  # environments left in the store: why each could not be rebuilt
     creations: tuple[CreationCutShort, ...] = ()  # creations cut short, undone
+    owed_kills: tuple[str, ...] = ()  # tasks of destroyed environments killed at last
 
 
 def creation_tasks(environment_id: str, listings: Mapping[str, AgentTaskList]

@@ -69,6 +69,7 @@ async def kill_all(agents: LocalAgentPool, env: Environment,
             if error.code is not grpc.StatusCode.NOT_FOUND:
                 if unreachable(agents, task.agent):  # alive behind a cut channel
                     agents.kill_when_back(task.agent, task.task_id)
+                    task.kill_owed = True  # the store keeps the debt too (manager._forget)
                     return task.row(before, f"{error}; the task will be killed when the "
                                             "agent answers again")
                 return task.row(before, str(error))

@@ -16,6 +16,7 @@ from engine.store.environments import (
     EnvironmentStore,
 )
 from engine.store.records import EnvironmentRecord, RoleTreeRecord, TaskRecord
+from engine.store.owed_kills import OwedKill, OwedKillStore
 from engine.store.run_numbers import (
     RUN_NUMBER_MAX,
     RunNumberCounter,
@@ -27,7 +28,8 @@ from engine.store.tasks import TaskStore
 
 __all__ = [
     "RUN_NUMBER_MAX", "AsyncDatabase", "AsyncStore", "Database", "DetectorInUseError",
-    "EnvironmentNotFoundError", "EnvironmentRecord", "EnvironmentStore", "RoleTreeRecord",
+    "EnvironmentNotFoundError", "EnvironmentRecord", "EnvironmentStore", "OwedKill",
+    "OwedKillStore", "RoleTreeRecord",
     "RunNumberCounter", "RunNumberOverflowError", "SchemaVersionError", "SettingsStore", "Store",
     "StoreError", "TaskRecord", "TaskStore",
 ]

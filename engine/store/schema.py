@@ -86,4 +86,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE environments ADD COLUMN creating INTEGER NOT NULL DEFAULT 0",
     ),
+    # 4: kills owed to tasks of destroyed environments behind a cut channel
+    (
+        """
+        CREATE TABLE owed_kills (
+            task_id        TEXT PRIMARY KEY,
+            agent_id       TEXT NOT NULL,
+            environment_id TEXT NOT NULL
+        )
+        """,
+    ),
 )

@@ -15,6 +15,7 @@ from typing import Any, Self, TypeVar
 from engine.repos.settings import RepoSettings
 from engine.store.database import AsyncDatabase, Database
 from engine.store.environments import EnvironmentStore
+from engine.store.owed_kills import OwedKillStore
 from engine.store.records import EnvironmentRecord, RoleTreeRecord, TaskRecord
 from engine.store.run_numbers import RunNumberCounter
 from engine.store.settings import SettingsStore
@@ -31,6 +32,7 @@ class Store:
         self.environments = EnvironmentStore(self.database)
         self.tasks = TaskStore(self.database)
         self.settings = SettingsStore(self.database)
+        self.owed_kills = OwedKillStore(self.database)
 
     @classmethod
     def open(cls, workdir: WorkingDirectory) -> Store:

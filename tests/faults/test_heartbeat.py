@@ -23,6 +23,7 @@ from engine import Engine, EnvironmentEvent, EnvironmentInfo, Subscription, Tran
 from engine.scheduler.agents import AgentSpecError
 from engine.scheduler.heartbeat import HeartbeatSettings, parse_heartbeat
 from engine.scheduler.local_agent import find_running
+from engine.store import Store
 from tests.faults.common import Setup, gone, task
 
 HEARTBEAT = "heartbeat:\n  interval: 0.2\n  timeout: 1.5\n"
@@ -238,3 +239,32 @@ def test_heartbeat_defaults_and_settings() -> None:
     assert parse_heartbeat({"agents": {}}, "f") == HeartbeatSettings(2.0, 15.0)
     assert parse_heartbeat({"heartbeat": {"interval": 1, "timeout": 4.5}}, "f") \
         == HeartbeatSettings(1.0, 4.5)
+
+
+async def test_a_kill_owed_behind_a_cut_is_carried_out_by_the_next_engine(
+        cut_a2: tuple[Setup, SocketCut, str]) -> None:
+    """The engine that destroyed the environment behind the cut stops before a2 answers:
+    the kill it owed is in the store, and the next engine carries it out."""
+    setup_, relay, environment_id = cut_a2
+    async with Engine(setup_.workdir) as engine:
+        victim_id, pid = task(await engine.get_environment(environment_id), "victim")
+        relay.cut()
+        await until(engine, environment_id, lambda i: i.state == "ERROR")
+        assert (await engine.destroy_environment(environment_id)).state == "DONE"
+    with Store.open(setup_.workdir) as store:
+        assert [(k.task_id, k.agent_id) for k in store.owed_kills.list()] == [(victim_id, "a2")]
+    assert not gone(pid)
+    relay.heal()
+    async with Engine(setup_.workdir) as engine:
+        try:
+            assert await engine.list_environments() == []  # hosting: the recovery ran
+            assert engine._manager is not None and engine._manager.recovery is not None
+            [line] = engine._manager.recovery.owed_kills
+            assert line == (f"task {victim_id} of environment {environment_id}, destroyed "
+                            "while agent a2 was unreachable, killed")
+            assert gone(pid)
+            assert await engine.list_tasks() == []
+            with Store.open(setup_.workdir) as store:
+                assert store.owed_kills.list() == []
+        finally:
+            await engine.shutdown_agents()
