@@ -39,8 +39,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import grpc
-
 from engine.emulation import emulate_workflow
 from engine.environment.agentevents import apply_report, reported_task
 from engine.environment.automatic import Automatic
@@ -90,7 +88,7 @@ from engine.environment.statemachine import (
     TransitionRefused,
 )
 from engine.environment.taskindex import TaskIndex
-from engine.environment.teardown import KILL_TIMEOUT, kill_all, teardown_hooks
+from engine.environment.teardown import kill_all, kill_task, teardown_hooks
 from engine.environment.transition import Transitions, persist
 from engine.integration import (
     CallEvent,
@@ -100,7 +98,7 @@ from engine.integration import (
     plugins_from_configuration,
 )
 from engine.scheduler.agents import AgentSpec, load_agents
-from engine.scheduler.local_agent import AgentTaskList, LocalAgentError
+from engine.scheduler.local_agent import AgentTaskList
 from engine.scheduler.local_pool import LocalAgentPool
 from engine.scheduler.mesos.backend import BackendChoice, build_pool
 from engine.scheduler.offers import Placement
@@ -508,13 +506,11 @@ class EnvironmentManager:
             if listing is None:
                 continue
             if any(remote.task_id == debt.task_id for remote in listing.tasks):
-                try:
-                    await self.agents.client(debt.agent_id).kill(debt.task_id, KILL_TIMEOUT)
-                except LocalAgentError as error:
-                    if error.code is not grpc.StatusCode.NOT_FOUND:
-                        log.error("recovery: task %s owed a kill, still running: %s",
-                                  debt.task_id, error)
-                        continue
+                error = await kill_task(self.agents, debt.agent_id, debt.task_id)
+                if error is not None:
+                    log.error("recovery: task %s owed a kill, still running: %s",
+                              debt.task_id, error)
+                    continue
                 killed.append(f"task {debt.task_id} of environment {debt.environment_id}, "
                               f"destroyed while agent {debt.agent_id} was unreachable, killed")
                 log.warning("recovery: %s", killed[-1])
@@ -533,12 +529,8 @@ class EnvironmentManager:
         record = entry.record
 
         async def kill(agent: str, task_id: str) -> str:
-            try:
-                await self.agents.client(agent).kill(task_id, KILL_TIMEOUT)
-            except LocalAgentError as error:
-                if error.code is not grpc.StatusCode.NOT_FOUND:  # else: gone already
-                    return f"task {task_id} on agent {agent}: {error}"
-            return ""
+            error = await kill_task(self.agents, agent, task_id)
+            return "" if error is None else f"task {task_id} on agent {agent}: {error}"
 
         failed = tuple(f for f in await asyncio.gather(*(kill(*t) for t in launched)) if f)
         stored_tasks = [task.task_id for task in entry.tasks]

@@ -14,11 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import grpc
-
 from engine.environment.environment import Environment, TaskInfo, UnknownEnvironmentError
 from engine.environment.roleglob import compile_role_glob
-from engine.environment.teardown import KILL_TIMEOUT
+from engine.environment.teardown import kill_task
 from engine.scheduler.local_agent import LocalAgentError, RemoteTask
 from engine.scheduler.local_pool import unreachable
 from executor.redaction import redact_mapping
@@ -171,11 +169,7 @@ class Roster:
             if task_ids else list(unlocked.values())
 
         async def kill(agent: str, task: RemoteTask) -> bool:
-            try:
-                await self.manager.agents.client(agent).kill(task.task_id, KILL_TIMEOUT)
-            except LocalAgentError as error:
-                return error.code is grpc.StatusCode.NOT_FOUND  # gone already
-            return True
+            return await kill_task(self.manager.agents, agent, task.task_id) is None
 
         outcomes = await asyncio.gather(*(kill(agent, task) for agent, task in chosen))
         killed = [self._unlocked_info(agent, task)

@@ -58,21 +58,30 @@ async def exit_environment(agents: LocalAgentPool, env: Environment,
     return rows + await kill_all(agents, env, changed)
 
 
+async def kill_task(agents: LocalAgentPool, agent: str, task_id: str) -> LocalAgentError | None:
+    """Kill one task on its agent: None once it is gone (one its executor no longer knows
+    counts as killed), else why it could not be."""
+    try:
+        await agents.client(agent).kill(task_id, KILL_TIMEOUT)
+    except LocalAgentError as error:
+        if error.code is not grpc.StatusCode.NOT_FOUND:
+            return error
+    return None
+
+
 async def kill_all(agents: LocalAgentPool, env: Environment,
                    changed: TaskChanged) -> list[TaskRow]:
     """Kill every task of `env` on its agent, in parallel; a row each."""
     async def kill(task: DeployedTask) -> TaskRow:
         before = task.state
-        try:
-            await agents.client(task.agent).kill(task.task_id, KILL_TIMEOUT)
-        except LocalAgentError as error:
-            if error.code is not grpc.StatusCode.NOT_FOUND:
-                if unreachable(agents, task.agent):  # alive behind a cut channel
-                    agents.kill_when_back(task.agent, task.task_id)
-                    task.kill_owed = True  # the store keeps the debt too (manager._forget)
-                    return task.row(before, f"{error}; the task will be killed when the "
-                                            "agent answers again")
-                return task.row(before, str(error))
+        error = await kill_task(agents, task.agent, task.task_id)
+        if error is not None:
+            if unreachable(agents, task.agent):  # alive behind a cut channel
+                agents.kill_when_back(task.agent, task.task_id)
+                task.kill_owed = True  # the store keeps the debt too (manager._forget)
+                return task.row(before, f"{error}; the task will be killed when the "
+                                        "agent answers again")
+            return task.row(before, str(error))
         task.state = TaskState.DONE
         task.status = TaskStatus.INACTIVE
         changed(env, task)
