@@ -21,10 +21,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from engine.scheduler.agents import AgentSpecError, positive_number, read_settings
+from engine.scheduler.agents import AgentSpecError, positive_number
 from engine.scheduler.local_agent import LocalAgentClient, LocalAgentError
 
 log = logging.getLogger("engine.scheduler")
@@ -61,10 +60,6 @@ def parse_heartbeat(document: Any, origin: str) -> HeartbeatSettings:
         raise AgentSpecError(f"{origin}: heartbeat.timeout: {timeout:g} s must be longer than "
                              f"the interval ({interval:g} s), or one late beat is a lost agent")
     return HeartbeatSettings(interval, timeout)
-
-
-def load_heartbeat(settings_file: Path) -> HeartbeatSettings:
-    return parse_heartbeat(read_settings(settings_file), str(settings_file))
 
 
 class Heartbeat:

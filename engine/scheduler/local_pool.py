@@ -23,8 +23,8 @@ from typing import Any
 import grpc
 
 from engine.logtail import tail
-from engine.scheduler.agents import AgentSpec, load_agents
-from engine.scheduler.heartbeat import Heartbeat, HeartbeatSettings, load_heartbeat
+from engine.scheduler.agents import AgentSpec, parse_agents, read_settings
+from engine.scheduler.heartbeat import Heartbeat, HeartbeatSettings, parse_heartbeat
 from engine.scheduler.local_agent import (
     AgentTaskList,
     LocalAgentClient,
@@ -96,11 +96,10 @@ class LocalAgentPool:
         that listing on, so nothing it reports later is missed.
         """
         async with self._lock:
-            specs = self.specs or tuple(
-                await asyncio.to_thread(load_agents, self.workdir.settings_file))
-            if self.heartbeat is None:
-                self.heartbeat = await asyncio.to_thread(load_heartbeat,
-                                                         self.workdir.settings_file)
+            specs = self.specs
+            if not specs or self.heartbeat is None:
+                specs, self.heartbeat = await asyncio.to_thread(local_settings,
+                                                                self.workdir.settings_file)
             missing = [spec for spec in specs if spec.name not in self.clients]
             if not missing:
                 return
@@ -318,6 +317,13 @@ class LocalAgentPool:
                 await _gone(agent.pid, STOP_TIMEOUT)
         self._processes = {}
         return sorted(running)
+
+
+def local_settings(settings_file: Path) -> tuple[tuple[AgentSpec, ...], HeartbeatSettings]:
+    """The agents and the heartbeat of nutshell.yaml, from one read (blocking)."""
+    document = read_settings(settings_file)
+    return (parse_agents(document, str(settings_file)),
+            parse_heartbeat(document, str(settings_file)))
 
 
 def unreachable(agents: object, agent: str) -> bool:
