@@ -12,7 +12,6 @@ import inspect
 import json
 import logging
 import socket
-import threading
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -26,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from engine import USER_ERRORS, Engine, EnvironmentInfo, EnvState, TransitionFailed
 from engine.api import messages, requests
 from engine.api.auth import AccessInterceptor, SecurityInForce, caller, require_role, requester
+from engine.api.certificates import ServerCertificates
 from engine.api.errors import Operation, details, status_code, trailing_metadata
 from engine.api.protos import events_pb2
 from engine.api.protos import nutshell_pb2 as ext
@@ -36,7 +36,6 @@ from engine.api.security import (
     Role,
     SecuritySettings,
     SecuritySettingsError,
-    TlsSettings,
     load_security,
     restart_needed,
 )
@@ -632,42 +631,6 @@ def check_free(address: str) -> None:
             probe.bind(where)
         except OSError as error:
             raise AddressInUse(f"cannot listen on {address}: {error.strerror or error}") from None
-
-
-def _certificate_configuration(tls: TlsSettings) -> grpc.ServerCertificateConfiguration:
-    return grpc.ssl_server_certificate_configuration([(tls.private_key, tls.cert_chain)],
-                                                     root_certificates=tls.client_ca)
-
-
-class ServerCertificates:
-    """The core's certificate, key and client CA as gRPC fetches them at each new TLS
-    handshake: a replacement serves the next connection, open ones keep theirs. Whether
-    client certificates are required is fixed when the port opens."""
-
-    def __init__(self, tls: TlsSettings) -> None:
-        self.current = tls
-        self._pending: grpc.ServerCertificateConfiguration | None = None
-        self._lock = threading.Lock()  # the fetcher runs on gRPC's threads
-
-    def credentials(self) -> grpc.ServerCredentials:
-        return grpc.dynamic_ssl_server_credentials(
-            _certificate_configuration(self.current), self._fetch,
-            require_client_authentication=self.current.require_client_cert)
-
-    def replace(self, tls: TlsSettings) -> bool:
-        """Serve `tls` from the next handshake on; False when it is what is served."""
-        if tls == self.current:
-            return False
-        with self._lock:
-            self._pending = _certificate_configuration(tls)
-            self.current = tls
-        return True
-
-    def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
-        """gRPC's question at a handshake: a new configuration, or None for no change."""
-        with self._lock:
-            pending, self._pending = self._pending, None
-        return pending
 
 
 @dataclass(frozen=True)
