@@ -216,8 +216,12 @@ class AgentTasks:
                 task, str(body.get("source", "")), str(body.get("event", "")), arguments,
                 seconds, command_id, environment_id))
             self._transitions.add(running)
-            running.add_done_callback(self._transition_ended)
-            return await asyncio.shield(running)
+            running.add_done_callback(self._transitions.discard)
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:  # the caller went: nobody else hears how it ends
+                running.add_done_callback(self._ended_unheard)
+                raise
         if name == TRIGGER_HOOK:
             if not isinstance(task, HookTask):
                 raise AgentError(grpc.StatusCode.FAILED_PRECONDITION,
@@ -236,10 +240,18 @@ class AgentTasks:
         body = response.to_message()
         return Answer(body, self.backlog.append(body) if self._publish is None else 0)
 
-    def _transition_ended(self, running: asyncio.Task[Answer]) -> None:
-        self._transitions.discard(running)
-        if not running.cancelled() and running.exception() is not None:
-            log.error("agent %s: a transition failed", self.name, exc_info=running.exception())
+    def _ended_unheard(self, running: asyncio.Task[Answer]) -> None:
+        """The end of a transition whose caller went (its answer is on the event stream)."""
+        if running.cancelled():
+            return
+        if (error := running.exception()) is not None:
+            log.error("agent %s: a transition whose caller went failed", self.name,
+                      exc_info=error)
+            return
+        body = running.result().body
+        log.warning("agent %s: task %s: a transition whose caller went ended in %s%s", self.name,
+                    body.get("taskId"), body.get("state"),
+                    f" ({body['error']})" if body.get("error") else "")
 
     async def command_batch(self, bodies: Sequence[str]) -> list[agent_pb2.CommandOutcome]:
         """Run several MesosCommands at once, each as `command` would; an outcome per body,
