@@ -246,7 +246,8 @@ async def settled(pilot: Pilot[Any], *shows: str, limit: float = 20.0) -> str:
             return screen
         if time.monotonic() > deadline:
             missing = [show for show in shows if show not in text]
-            raise AssertionError(f"the screen never settled showing {missing or shows}")
+            raise AssertionError(f"the screen never settled showing {missing or shows}; it "
+                                 f"shows:\n" + "\n".join(screen_lines(screen)))
         last = screen
 
 
