@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -81,6 +82,18 @@ def no_leaked_processes(request: pytest.FixtureRequest) -> Iterator[None]:
         _reap_zombies()
         pytest.fail(f"{request.node.nodeid} left processes behind: " + "; ".join(described),
                     pytrace=False)
+
+
+# Control ports for the agents of tests that declare their own: above the built-in agents'
+# (30000-31999) and below Linux's ephemeral range (32768 on), where any outgoing connection
+# may hold a port, which a task then cannot listen on.
+CONTROL_PORTS = range(32000, 32768)
+
+
+def control_ports(span: int) -> int:
+    """The first of `span` control ports in CONTROL_PORTS, at random (runs side by side rarely
+    share them)."""
+    return CONTROL_PORTS.start + span * random.randrange(len(CONTROL_PORTS) // span)
 
 
 def free_port() -> int:

@@ -60,7 +60,7 @@ from engine.api.security import (
 from engine.audit import AUDIT_FILE, AuditRecord, AuditRotation, read_audit, rotated_files
 from engine.environment.events import EventKind
 from engine.scheduler.local_agent import find_running
-from tests.conftest import free_port, make_template_repo
+from tests.conftest import control_ports, free_port, make_template_repo
 from tests.test_core_api import PAUSE, SETTINGS, WORKFLOW
 from tests.test_environment_e2e import DUMMY
 from tests.test_tui import SIZE, loaded, notes, table, until
@@ -172,7 +172,7 @@ class Secured:
 def agents_settings(index: int = 0) -> str:
     """One agent, on port ranges of its own: `index` keeps this module's cores apart."""
     data = 19900 + 30 * random.randrange(20) + 10 * index
-    control = 33100 + 30 * random.randrange(20) + 10 * index
+    control = control_ports(30) + 10 * index
     return SETTINGS.format(data=data, data_end=data + 9, control=control,
                            control_end=control + 9)
 

@@ -37,7 +37,7 @@ from engine.api.protos import o2control_pb2 as o2
 from engine.api.protos import o2control_pb2_grpc as o2_grpc
 from engine.api.server import CoreServer
 from engine.environment.manager import parse_event
-from tests.conftest import make_template_repo
+from tests.conftest import control_ports, make_template_repo
 from tests.fuzzing import fuzz_settings
 from tests.test_environment_e2e import DUMMY
 
@@ -109,7 +109,7 @@ def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Core]:
     """A CoreServer on an Engine, on their own thread and loop, with one environment."""
     root = tmp_path_factory.mktemp("fuzz-api")
     workdir = WorkingDirectory(root / "home").ensure()
-    data, control = 20500 + 20 * random.randrange(40), 33300 + 20 * random.randrange(40)
+    data, control = 20500 + 20 * random.randrange(40), control_ports(20)
     workdir.settings_file.write_text(SETTINGS.format(data=data, data_end=data + 9,
                                                      control=control, control_end=control + 9))
     repo_path = make_template_repo(root / "templates", {

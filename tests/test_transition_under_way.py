@@ -15,14 +15,14 @@ from pathlib import Path
 from engine import Engine, EventKind, WorkingDirectory
 from engine.api import messages
 from engine.scheduler.local_agent import find_running
-from tests.conftest import make_template_repo
+from tests.conftest import control_ports, make_template_repo
 from tests.test_core_api import PAUSE, SETTINGS, WORKFLOW
 from tests.test_environment_e2e import DUMMY
 
 
 async def test_a_slow_start_is_told_and_shown_while_it_runs(tmp_path: Path) -> None:
     workdir = WorkingDirectory(tmp_path / "home").ensure()
-    data, control = 19900 + 10 * random.randrange(40), 32800 + 10 * random.randrange(40)
+    data, control = 19900 + 10 * random.randrange(40), control_ports(10)
     workdir.settings_file.write_text(SETTINGS.format(data=data, data_end=data + 9,
                                                      control=control, control_end=control + 9))
     repo = make_template_repo(tmp_path / "templates", {
