@@ -16,10 +16,11 @@ import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from engine import Engine
+from engine import Engine, WorkingDirectory
 from engine.store import Store
 from tests.conftest import ROOT, make_template_repo
 from tests.faults.common import (DUMMY, HOLD, WORKFLOW, PHASES, RUN_TAKEN, Setup, gone, resume,
@@ -53,6 +54,50 @@ HOST = textwrap.dedent("""
 HOST_TIMEOUT = 60.0
 
 
+@contextlib.contextmanager
+def hosted(script: str, *argv: str) -> Iterator[subprocess.Popen[str]]:
+    """An engine process running `script` with `argv`; SIGKILLed on the way out if it still
+    runs, and after HOST_TIMEOUT s whatever happens."""
+    host = subprocess.Popen([sys.executable, "-c", script, *argv], cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(HOST_TIMEOUT, host.kill)
+    watchdog.start()
+    try:
+        yield host
+    finally:
+        watchdog.cancel()
+        if host.poll() is None:
+            host.kill()
+        host.wait(timeout=10)
+        for stream in (host.stdin, host.stdout):
+            if stream is not None:
+                stream.close()
+
+
+async def killed_in_transition(host: subprocess.Popen[str], workdir: WorkingDirectory,
+                               occ_event: str) -> Any:
+    """What the HOST made; then the victim frozen, the transition let go, and the host
+    SIGKILLed once the steady task has seen `occ_event` (the commands went out). The victim
+    stays frozen: the caller resumes it."""
+    made = await first_line(host)
+    steady_id, _ = made["tasks"]["faults.steady"]
+    victim = made["tasks"]["faults.victim"][1]
+    steady_log = workdir.logs / made["id"] / f"{steady_id}.log"
+    seen = steady_log.read_text().count(f"]: {occ_event} ")
+    os.kill(victim, signal.SIGSTOP)
+    try:
+        assert host.stdin is not None
+        host.stdin.write("go\n")
+        host.stdin.flush()
+        await log_shows(steady_log, f"]: {occ_event} ", seen + 1)
+        host.kill()
+        assert host.wait(timeout=10) == -signal.SIGKILL
+    except BaseException:
+        resume(victim)
+        raise
+    return made
+
+
 @pytest.mark.parametrize("phase", list(PHASES))
 async def test_an_engine_killed_in_a_transition_is_recovered_in_error(
         setup: Setup, phase: str) -> None:
@@ -60,37 +105,10 @@ async def test_an_engine_killed_in_a_transition_is_recovered_in_error(
     engine finds the stored state and the tasks' disagree, says the transition was cut
     short and goes to ERROR; the run number taken is never given again."""
     prior, occ_event, _ = PHASES[phase]
-    host = subprocess.Popen([sys.executable, "-c", HOST, str(setup.workdir.root),
-                             str(setup.repo), ",".join(prior), phase], cwd=ROOT,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(HOST_TIMEOUT, host.kill)
-    watchdog.start()
-    victim = 0
-    try:
-        assert host.stdout is not None and host.stdin is not None
-        line = await asyncio.to_thread(host.stdout.readline)
-        assert line, f"the host exited with {host.wait(timeout=10)}"
-        made = json.loads(line)
-        steady_id, _ = made["tasks"]["faults.steady"]
-        victim = made["tasks"]["faults.victim"][1]
-        steady_log = setup.workdir.logs / made["id"] / f"{steady_id}.log"
-        seen = steady_log.read_text().count(f"]: {occ_event} ")
-        os.kill(victim, signal.SIGSTOP)
-        host.stdin.write("go\n")
-        host.stdin.flush()
-        await log_shows(steady_log, f"]: {occ_event} ", seen + 1)
-        host.kill()
-        assert host.wait(timeout=10) == -signal.SIGKILL
-    finally:
-        watchdog.cancel()
-        if victim:
-            resume(victim)
-        if host.poll() is None:
-            host.kill()
-            host.wait(timeout=10)
-        for stream in (host.stdin, host.stdout):
-            if stream is not None:
-                stream.close()
+    with hosted(HOST, str(setup.workdir.root), str(setup.repo), ",".join(prior),
+                phase) as host:
+        made = await killed_in_transition(host, setup.workdir, occ_event)
+    resume(made["tasks"]["faults.victim"][1])
     async with Engine(setup.workdir) as engine:
         try:
             [info] = await engine.list_environments()  # not lost
@@ -123,33 +141,9 @@ async def test_a_transition_ending_after_its_engine_died_is_learnt_by_the_next(
         "workflows/faults.yaml": WORKFLOW.replace("      load: dummy\n",
                                                   "      load: dummy\n      critical: false\n", 1),
         "tasks/dummy.yaml": DUMMY, "tasks/hold.yaml": HOLD}, corpus=False)
-    host = subprocess.Popen([sys.executable, "-c", HOST, str(setup.workdir.root), str(repo),
-                             "", "START"], cwd=ROOT, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(HOST_TIMEOUT, host.kill)
-    watchdog.start()
-    victim = 0
-    try:
-        made = await first_line(host)
-        steady_id, _ = made["tasks"]["faults.steady"]
-        victim_id, victim = made["tasks"]["faults.victim"]
-        steady_log = setup.workdir.logs / made["id"] / f"{steady_id}.log"
-        seen = steady_log.read_text().count("]: START ")
-        os.kill(victim, signal.SIGSTOP)
-        assert host.stdin is not None
-        host.stdin.write("go\n")
-        host.stdin.flush()
-        await log_shows(steady_log, "]: START ", seen + 1)  # the commands went out
-        host.kill()
-        assert host.wait(timeout=10) == -signal.SIGKILL
-    finally:
-        watchdog.cancel()
-        if host.poll() is None:
-            host.kill()
-            host.wait(timeout=10)
-        for stream in (host.stdin, host.stdout):
-            if stream is not None:
-                stream.close()
+    with hosted(HOST, str(setup.workdir.root), str(repo), "", "START") as host:
+        made = await killed_in_transition(host, setup.workdir, "START")
+    victim_id, victim = made["tasks"]["faults.victim"]  # still frozen
     async with Engine(setup.workdir) as engine:
         try:
             info = await until_idle(engine, made["id"])
@@ -212,22 +206,10 @@ HOST_CUT = textwrap.dedent("""
 @contextlib.contextmanager
 def hosting(setup: Setup, environment_id: str, variables: dict[str, str], action: str
             ) -> Iterator[subprocess.Popen[str]]:
-    """The HOST_CUT engine process; killed (SIGKILL) on the way out if it still runs."""
-    host = subprocess.Popen([sys.executable, "-c", HOST_CUT, str(setup.workdir.root),
-                             str(setup.repo), environment_id, json.dumps(variables), action],
-                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(HOST_TIMEOUT, host.kill)
-    watchdog.start()
-    try:
+    """The HOST_CUT engine process (hosted)."""
+    with hosted(HOST_CUT, str(setup.workdir.root), str(setup.repo), environment_id,
+                json.dumps(variables), action) as host:
         yield host
-    finally:
-        watchdog.cancel()
-        if host.poll() is None:
-            host.kill()
-        host.wait(timeout=10)
-        for stream in (host.stdin, host.stdout):
-            if stream is not None:
-                stream.close()
 
 
 
